@@ -1,0 +1,1 @@
+"""Image Gateway: one endpoint for every image-generation model a company pays for."""

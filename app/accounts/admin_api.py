@@ -1,0 +1,80 @@
+"""Admin routes for accounts and credits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.accounts import service
+from app.accounts.models import Account
+from app.api.admin_types import Amount, Credits
+from app.api.deps import AdminSession
+from app.errors import InvalidValue
+
+router = APIRouter(prefix="/admin/accounts", tags=["admin: accounts"])
+
+
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    credits: Amount | None = None
+
+
+class CreditsChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Amount = Field(description="Positive grants, negative takes back (never below zero available).")
+    note: str = Field("", max_length=500)
+    actor: str = Field("admin-api", max_length=200, description="Who made the change, for the ledger.")
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+    balance: Credits
+    held: Credits
+    available: Credits
+    webhook_secret: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, account: Account) -> AccountOut:
+        return cls(
+            id=account.id,
+            name=account.name,
+            balance=account.balance,
+            held=account.held,
+            available=account.balance - account.held,
+            webhook_secret=account.webhook_secret,
+            created_at=account.created_at,
+        )
+
+
+class AccountList(BaseModel):
+    data: list[AccountOut]
+
+
+@router.post("", status_code=201, response_model=AccountOut)
+async def create_account(body: AccountCreate, session: AdminSession) -> AccountOut:
+    if body.credits is not None and body.credits < 0:
+        raise InvalidValue("credits must not be negative", param="credits")
+    account = await service.create_account(session, body.name, body.credits or Decimal(0), actor="admin-api")
+    return AccountOut.of(account)
+
+
+@router.get("", response_model=AccountList)
+async def list_accounts(session: AdminSession) -> AccountList:
+    return AccountList(data=[AccountOut.of(a) for a in await service.list_accounts(session)])
+
+
+@router.get("/{account_id}", response_model=AccountOut)
+async def get_account(account_id: str, session: AdminSession) -> AccountOut:
+    return AccountOut.of(await service.get_account(session, account_id))
+
+
+@router.post("/{account_id}/credits", response_model=AccountOut)
+async def change_credits(account_id: str, body: CreditsChange, session: AdminSession) -> AccountOut:
+    account = await service.adjust_credits(session, account_id, body.amount, note=body.note, actor=body.actor)
+    return AccountOut.of(account)

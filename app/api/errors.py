@@ -1,0 +1,119 @@
+"""One place that turns every failure into the contract's error body.
+
+Caller and admin routes answer `{"error": {"message", "type", "code", "param", "request_id"}}`;
+the Google-native relay answers Google's `{"error": {"code", "message", "status"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import GatewayError, InvalidRequest, InvalidValue, NotFound
+
+log = logging.getLogger("app.errors")
+
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    422: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def request_id_of(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def uses_google_errors(request: Request) -> bool:
+    return bool(request.scope.get("state", {}).get("google_errors"))
+
+
+def error_response(request: Request, error: GatewayError) -> Response:
+    request_id = request_id_of(request)
+    if uses_google_errors(request):
+        body: dict[str, object] = {
+            "error": {
+                "code": error.status,
+                "message": error.message,
+                "status": GOOGLE_STATUS.get(error.status, "UNKNOWN"),
+            }
+        }
+    else:
+        body = {
+            "error": {
+                "message": error.message,
+                "type": error.type,
+                "code": error.code,
+                "param": error.param,
+                "request_id": request_id,
+            }
+        }
+    headers = dict(error.headers)
+    if request_id:
+        # Set here too: a 500 is rendered outside the middleware that normally adds it.
+        headers["x-request-id"] = request_id
+    return Response(orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> GatewayError:
+    """The first pydantic error as a 400 that names the offending field."""
+    first = errors[0] if errors else {}
+    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    param = ".".join(loc) or None
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"Unknown parameter: {param!r}.", param=param)
+    if kind == "missing":
+        return InvalidRequest(f"Missing required parameter: {param!r}.", param=param)
+    if kind in ("json_invalid", "model_attributes_type") or param is None:
+        return InvalidRequest(f"The request body is not valid: {first.get('msg', 'invalid JSON')}.")
+    return InvalidValue(f"Invalid value for {param!r}: {first.get('msg', 'invalid')}.", param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return error_response(request, exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(request, describe_validation_errors(exc.errors()))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            error: GatewayError = NotFound(f"No route {request.method} {request.url.path}.")
+        else:
+            error = GatewayError(str(exc.detail), status=exc.status_code, code="invalid_request")
+        return error_response(request, error)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+        error = GatewayError("Internal error; nothing was charged.", status=500, code="internal_error")
+        error.type = "server_error"
+        return error_response(request, error)
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

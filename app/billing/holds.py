@@ -1,0 +1,174 @@
+"""Holds: reserve credits before an upstream call, then capture or release them exactly once.
+
+A hold is a `UsageRecord` in status `pending` plus the same amount added to `Account.held`.
+Placing it is one conditional UPDATE that cannot overdraw; ending it is a compare-and-set on the
+record's status, so a hold is captured, released or expired exactly once even when a crashed
+request, a sweeper and a retry race for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts.models import Account
+from app.billing.amounts import render
+from app.billing.models import LedgerEntry, UsageRecord
+from app.db import credits_literal, utcnow
+from app.errors import InsufficientCredits
+
+FINAL_FAILURE_STATUSES = frozenset({"failed", "filtered", "canceled", "expired"})
+
+
+@dataclass(frozen=True)
+class HoldTerms:
+    """What is known and frozen when a request is admitted."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    endpoint: str
+    model: str
+    unit_credits: Decimal
+    model_multiplier: Decimal
+    images_requested: int
+    hold_credits: Decimal
+    user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened upstream; frozen onto the usage record when the hold ends."""
+
+    attempts: int
+    channels_tried: list[dict[str, Any]]
+    latency_ms: int
+    upstream_model: str | None = None
+    channel_id: str | None = None
+    channel_name: str | None = None
+    provider: str | None = None
+    channel_multiplier: Decimal | None = None
+    images_delivered: int = 0
+    credits: Decimal = Decimal(0)
+    error_code: str | None = None
+
+
+async def place_hold(session: AsyncSession, terms: HoldTerms) -> None:
+    """Reserve `terms.hold_credits` or raise 402; also opens the usage record."""
+    amount = credits_literal(terms.hold_credits)
+    result = await session.execute(
+        update(Account)
+        .where(Account.id == terms.account_id, Account.balance - Account.held >= amount)
+        .values(held=Account.held + amount)
+        .returning(Account.id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.first() is None:
+        raise InsufficientCredits(
+            f"This request needs {render(terms.hold_credits)} credits available; the account has less. "
+            "Add credits or request fewer images."
+        )
+    session.add(
+        UsageRecord(
+            id=terms.request_id,
+            account_id=terms.account_id,
+            key_id=terms.key_id,
+            endpoint=terms.endpoint,
+            model=terms.model,
+            status="pending",
+            hold_credits=terms.hold_credits,
+            unit_credits=terms.unit_credits,
+            model_multiplier=terms.model_multiplier,
+            images_requested=terms.images_requested,
+            user=terms.user,
+            request_metadata=terms.metadata,
+        )
+    )
+    await session.flush()
+
+
+async def capture(session: AsyncSession, request_id: str, outcome: Outcome) -> Decimal | None:
+    """Charge `outcome.credits` and free the rest of the hold. Returns the new balance, or None
+    when the hold had already ended (nothing is charged twice)."""
+    ended = await _end(session, request_id, "succeeded", outcome)
+    if ended is None:
+        return None
+    account_id, hold = ended
+    row = (
+        await session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(
+                held=Account.held - credits_literal(hold), balance=Account.balance - credits_literal(outcome.credits)
+            )
+            .returning(Account.balance)
+            .execution_options(synchronize_session=False)
+        )
+    ).one()
+    balance: Decimal = row[0]
+    session.add(
+        LedgerEntry(
+            account_id=account_id,
+            kind="charge",
+            amount=-outcome.credits,
+            balance_after=balance,
+            request_id=request_id,
+            note=f"{outcome.images_delivered} image(s)",
+            actor="gateway",
+        )
+    )
+    await session.flush()
+    return balance
+
+
+async def release(session: AsyncSession, request_id: str, status: str, outcome: Outcome) -> bool:
+    """End the hold without a charge (failure, filtered, cancel, expiry). True if it was open."""
+    if status not in FINAL_FAILURE_STATUSES:
+        raise ValueError(f"not a failure status: {status}")
+    ended = await _end(session, request_id, status, outcome)
+    if ended is None:
+        return False
+    account_id, hold = ended
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(held=Account.held - credits_literal(hold))
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+async def _end(session: AsyncSession, request_id: str, status: str, outcome: Outcome) -> tuple[str, Decimal] | None:
+    now: datetime = utcnow()
+    row = (
+        await session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.id == request_id, UsageRecord.status == "pending")
+            .values(
+                status=status,
+                completed_at=now,
+                attempts=outcome.attempts,
+                channels_tried=outcome.channels_tried,
+                latency_ms=outcome.latency_ms,
+                upstream_model=outcome.upstream_model,
+                channel_id=outcome.channel_id,
+                channel_name=outcome.channel_name,
+                provider=outcome.provider,
+                channel_multiplier=outcome.channel_multiplier,
+                images_delivered=outcome.images_delivered,
+                credits=outcome.credits,
+                error_code=outcome.error_code,
+            )
+            .returning(UsageRecord.account_id, UsageRecord.hold_credits)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
+    if row is None:
+        return None
+    return row[0], row[1]

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, Fixed4, UTCDateTime, utcnow
+
+
+class LedgerEntry(Base):
+    """One append-only movement of an account's balance. Rows are never updated or deleted."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_account_created", "account_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # grant | adjustment | charge
+    amount: Mapped[Decimal] = mapped_column(Fixed4)
+    balance_after: Mapped[Decimal] = mapped_column(Fixed4)
+    # A charge names its request; the unique index makes "settled exactly once" a database fact.
+    request_id: Mapped[str | None] = mapped_column(String(40), unique=True, nullable=True)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsageRecord(Base):
+    """One caller request: its hold while running, and afterwards the frozen facts of its bill.
+
+    `status == "pending"` means the hold is open. Every other status is final, and the move out of
+    pending is a compare-and-set, so a hold ends exactly once.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_account_created", "account_id", "created_at"),
+        Index("ix_usage_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key_id: Mapped[str] = mapped_column(String(40))
+    endpoint: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(120))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    hold_credits: Mapped[Decimal] = mapped_column(Fixed4)
+    unit_credits: Mapped[Decimal] = mapped_column(Fixed4)
+    model_multiplier: Mapped[Decimal] = mapped_column(Fixed4)
+    images_requested: Mapped[int] = mapped_column(Integer)
+    # Filled at settlement: what actually served the request and what it cost.
+    upstream_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    channel_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    channel_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    channel_multiplier: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
+    images_delivered: Mapped[int] = mapped_column(Integer, default=0)
+    credits: Mapped[Decimal] = mapped_column(Fixed4, default=Decimal(0))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    channels_tried: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,107 @@
+"""The catalog and channel a fresh install starts with (contract: "Models (default catalog)")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from app.generation.types import ASPECT_RATIOS
+
+IMAGEN_PARAMETERS = ["negative_prompt", "seed", "person_generation"]
+
+DEFAULT_MODELS: list[dict[str, Any]] = [
+    {
+        "id": "imagen4-fast",
+        "aliases": ["imagen-4.0-fast-generate-001"],
+        "credits_per_image": Decimal(4),
+        "image_sizes": ["1K"],
+        "parameters": IMAGEN_PARAMETERS,
+        "max_prompt_chars": 2500,
+        "description": "Imagen 4 Fast: quick drafts and high volume.",
+    },
+    {
+        "id": "imagen4",
+        "aliases": ["imagen-4.0-generate-001"],
+        "credits_per_image": Decimal(8),
+        "image_sizes": ["1K", "2K"],
+        "parameters": IMAGEN_PARAMETERS,
+        "max_prompt_chars": 2500,
+        "description": "Imagen 4 Standard: photorealism, illustration, product visuals.",
+    },
+    {
+        "id": "imagen4-ultra",
+        "aliases": ["imagen-4.0-ultra-generate-001"],
+        "credits_per_image": Decimal(12),
+        "image_sizes": ["1K", "2K"],
+        "parameters": IMAGEN_PARAMETERS,
+        "max_prompt_chars": 2500,
+        "description": "Imagen 4 Ultra: highest prompt fidelity.",
+    },
+    {
+        "id": "grok-imagine",
+        "aliases": [],
+        "credits_per_image": Decimal(5),
+        "image_sizes": ["1K"],
+        "parameters": [],
+        "description": "Grok Imagine.",
+    },
+    {
+        "id": "kling-image-o1",
+        "aliases": [],
+        "credits_per_image": Decimal(6),
+        "image_sizes": ["1K", "2K"],
+        "parameters": ["negative_prompt", "seed"],
+        "description": "Kling Image O1.",
+    },
+    {
+        "id": "ideogram-v3",
+        "aliases": [],
+        "credits_per_image": Decimal(8),
+        "image_sizes": ["1K"],
+        "parameters": ["negative_prompt", "seed"],
+        "description": "Ideogram v3: strong typography.",
+    },
+    {
+        "id": "gpt-image-1.5-official",
+        "aliases": ["gpt-image-1.5"],
+        "credits_per_image": Decimal(10),
+        "image_sizes": ["1K"],
+        "parameters": ["quality", "background"],
+        "max_prompt_chars": 32000,
+        "description": "OpenAI GPT Image 1.5.",
+    },
+]
+
+
+def default_model_rows() -> list[dict[str, Any]]:
+    return [
+        {
+            "multiplier": Decimal(1),
+            "max_images": 4,
+            "max_prompt_chars": 4000,
+            "aspect_ratios": list(ASPECT_RATIOS),
+            "enabled": True,
+            **spec,
+        }
+        for spec in DEFAULT_MODELS
+    ]
+
+
+LOCAL_CHANNEL: dict[str, Any] = {
+    "name": "local",
+    "provider": "local",
+    "base_url": "",
+    "auth": {},
+    "models": {"*": "*"},
+    "priority": 0,
+    "weight": 1,
+    "multiplier": Decimal(1),
+    "enabled": True,
+    "timeout_s": 60.0,
+}
+
+
+def extra_first_start_channels(environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Channels created at first start from the environment (none until an adapter needs one)."""
+    return []

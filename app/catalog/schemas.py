@@ -1,0 +1,177 @@
+"""Admin bodies for models and channels. Channel secrets are write-only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.api.admin_types import Credits, Multiplier
+from app.catalog.models import CatalogModel, Channel
+from app.catalog.service import SECRET_AUTH_FIELDS
+from app.generation.types import ASPECT_RATIOS, IMAGE_SIZES, OPTIONAL_PARAMETERS
+from app.providers.registry import PROVIDER_NAMES
+
+
+class _AcceptsWhatGetReturns(BaseModel):
+    """PUT/PATCH accept an object as GET returns it: read-only fields are dropped, not refused;
+    any other unknown field is a 400 that names it."""
+
+    model_config = ConfigDict(extra="forbid")
+    READ_ONLY: ClassVar[frozenset[str]] = frozenset({"id", "object", "created_at", "updated_at", "health"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in cls.READ_ONLY}
+        return data
+
+
+class ModelIn(_AcceptsWhatGetReturns):
+    credits_per_image: Multiplier
+    multiplier: Multiplier = Decimal(1)
+    aliases: list[str] = Field(default_factory=list)
+    max_images: int = Field(4, ge=1, le=10)
+    max_prompt_chars: int = Field(4000, ge=1, le=100_000)
+    aspect_ratios: list[str] = Field(default_factory=lambda: list(ASPECT_RATIOS), min_length=1)
+    image_sizes: list[str] = Field(default_factory=lambda: ["1K"], min_length=1)
+    parameters: list[str] = Field(default_factory=list)
+    description: str = Field("", max_length=500)
+    enabled: bool = True
+
+    @field_validator("aspect_ratios")
+    @classmethod
+    def _ratios(cls, value: list[str]) -> list[str]:
+        return _subset(value, ASPECT_RATIOS)
+
+    @field_validator("image_sizes")
+    @classmethod
+    def _sizes(cls, value: list[str]) -> list[str]:
+        return _subset(value, IMAGE_SIZES)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: list[str]) -> list[str]:
+        return _subset(value, OPTIONAL_PARAMETERS)
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: str = "model"
+    credits_per_image: Credits
+    multiplier: Credits
+    aliases: list[str]
+    max_images: int
+    max_prompt_chars: int
+    aspect_ratios: list[str]
+    image_sizes: list[str]
+    parameters: list[str]
+    description: str
+    enabled: bool
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: CatalogModel) -> ModelOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class ChannelAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_key: str | None = Field(None, description="Write-only secret.")
+    api_key_env: str | None = Field(None, description="Name of an environment variable holding the key.")
+    service_account_file: str | None = Field(None, description="Path to a Google service-account JSON file.")
+    style: Literal["x-goog-api-key", "bearer", "query"] | None = None
+    api_key_set: bool | None = Field(None, description="Read-only: whether a secret is stored.")
+
+
+class ChannelFields(_AcceptsWhatGetReturns):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    provider: str | None = None
+    base_url: str | None = Field(None, max_length=500)
+    auth: ChannelAuth | None = None
+    models: dict[str, str] | None = Field(None, description='catalog model id -> upstream model id; "*" = all')
+    priority: int | None = Field(None, ge=-1000, le=1000)
+    weight: int | None = Field(None, ge=1, le=1000)
+    multiplier: Multiplier | None = None
+    enabled: bool | None = None
+    timeout_s: float | None = Field(None, gt=0, le=900)
+    max_concurrency: int | None = Field(None, ge=1)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(PROVIDER_NAMES)}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    def changes(self) -> dict[str, Any]:
+        fields = self.model_dump(exclude_unset=True, exclude={"auth"})
+        # null means "leave as is" for fields that cannot be empty; max_concurrency null = no limit.
+        fields = {k: v for k, v in fields.items() if v is not None or k == "max_concurrency"}
+        if self.auth is not None:
+            fields["auth"] = self.auth.model_dump(exclude_unset=True, exclude={"api_key_set"})
+        return fields
+
+
+class ChannelCreate(ChannelFields):
+    name: str = Field(min_length=1, max_length=200)
+    provider: str
+
+
+class ChannelOut(BaseModel):
+    id: str
+    name: str
+    provider: str
+    base_url: str
+    auth: dict[str, Any]
+    models: dict[str, str]
+    priority: int
+    weight: int
+    multiplier: Credits
+    enabled: bool
+    timeout_s: float
+    max_concurrency: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Channel) -> ChannelOut:
+        return cls(
+            id=row.id,
+            name=row.name,
+            provider=row.provider,
+            base_url=row.base_url,
+            auth=redact_auth(row.auth or {}),
+            models=row.models,
+            priority=row.priority,
+            weight=row.weight,
+            multiplier=row.multiplier,
+            enabled=row.enabled,
+            timeout_s=row.timeout_s,
+            max_concurrency=row.max_concurrency,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def redact_auth(auth: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in auth.items() if k not in SECRET_AUTH_FIELDS}
+    shown["api_key_set"] = bool(auth.get("api_key"))
+    return shown
+
+
+def _subset(values: list[str], allowed: tuple[str, ...]) -> list[str]:
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown value(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return list(dict.fromkeys(values))

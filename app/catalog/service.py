@@ -1,0 +1,106 @@
+"""Catalog models and channels: create, replace, update, delete. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.catalog.models import CatalogModel, Channel
+from app.db import new_id, utcnow
+from app.errors import Conflict, InvalidValue, NotFound
+
+# Keys of `Channel.auth` whose values are secrets: written, never read back by any API.
+SECRET_AUTH_FIELDS = frozenset({"api_key"})
+
+
+async def list_models(session: AsyncSession) -> Sequence[CatalogModel]:
+    return (await session.scalars(select(CatalogModel).order_by(CatalogModel.id))).all()
+
+
+async def get_model(session: AsyncSession, model_id: str) -> CatalogModel:
+    row = await session.get(CatalogModel, model_id)
+    if row is None:
+        raise NotFound(f"No model with id {model_id!r}.")
+    return row
+
+
+async def put_model(session: AsyncSession, model_id: str, fields: dict[str, Any]) -> tuple[CatalogModel, bool]:
+    """Create or replace a model. Returns it and whether it was created."""
+    await _check_aliases(session, model_id, fields.get("aliases", []))
+    row = await session.get(CatalogModel, model_id)
+    created = row is None
+    if row is None:
+        row = CatalogModel(id=model_id)
+        session.add(row)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    await session.flush()
+    return row, created
+
+
+async def _check_aliases(session: AsyncSession, model_id: str, aliases: list[str]) -> None:
+    others = (await session.scalars(select(CatalogModel).where(CatalogModel.id != model_id))).all()
+    taken = {other.id: other.id for other in others} | {a: o.id for o in others for a in o.aliases}
+    for alias in [model_id, *aliases]:
+        if alias in taken:
+            raise Conflict(f"{alias!r} already names the model {taken[alias]!r}.", param="aliases")
+
+
+async def list_channels(session: AsyncSession) -> Sequence[Channel]:
+    return (await session.scalars(select(Channel).order_by(Channel.priority.desc(), Channel.created_at))).all()
+
+
+async def get_channel(session: AsyncSession, channel_id: str) -> Channel:
+    row = await session.get(Channel, channel_id)
+    if row is None:
+        raise NotFound(f"No channel with id {channel_id!r}.")
+    return row
+
+
+async def create_channel(session: AsyncSession, fields: dict[str, Any]) -> Channel:
+    now = utcnow()
+    row = Channel(id=new_id("ch"), created_at=now, updated_at=now, **fields)
+    session.add(row)
+    await _flush_unique_name(session, row.name)
+    return row
+
+
+async def update_channel(session: AsyncSession, channel_id: str, fields: dict[str, Any]) -> Channel:
+    row = await get_channel(session, channel_id)
+    if "auth" in fields:
+        fields["auth"] = merge_auth(row.auth or {}, fields["auth"])
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    await _flush_unique_name(session, row.name)
+    return row
+
+
+async def delete_channel(session: AsyncSession, channel_id: str) -> None:
+    await session.delete(await get_channel(session, channel_id))
+    await session.flush()
+
+
+def merge_auth(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH without `api_key` keeps the stored secret (GET never shows it, so a client that
+    sends back what it read must not erase it); `"api_key": null` removes it."""
+    merged = dict(current)
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+async def _flush_unique_name(session: AsyncSession, name: str) -> None:
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise InvalidValue(f"A channel named {name!r} already exists.", param="name", status=409) from None

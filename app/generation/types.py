@@ -1,0 +1,75 @@
+"""The canonical request and result: what every wire format is translated into and out of.
+
+Nothing past the HTTP edge knows whether the caller spoke OpenAI, the unified dialect or Google's
+`:predict`; the pipeline, routing and adapters see only these types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
+IMAGE_SIZES = ("1K", "2K")
+PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
+OUTPUT_FORMATS = ("png", "jpeg")
+RESPONSE_FORMATS = ("b64_json", "url")
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+
+# Optional parameters a model may declare in its catalog entry; anything else is refused.
+OPTIONAL_PARAMETERS = ("negative_prompt", "seed", "person_generation", "quality", "background")
+
+# Pixel dimensions for each (image size, aspect ratio): Imagen's documented output sizes, which
+# the gateway uses as its canonical table for every model.
+DIMENSIONS: dict[tuple[str, str], tuple[int, int]] = {
+    ("1K", "1:1"): (1024, 1024),
+    ("1K", "3:4"): (896, 1280),
+    ("1K", "4:3"): (1280, 896),
+    ("1K", "9:16"): (768, 1408),
+    ("1K", "16:9"): (1408, 768),
+    ("2K", "1:1"): (2048, 2048),
+    ("2K", "3:4"): (1792, 2560),
+    ("2K", "4:3"): (2560, 1792),
+    ("2K", "9:16"): (1536, 2816),
+    ("2K", "16:9"): (2816, 1536),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    model: str  # as the caller named it: an id or an alias
+    prompt: str
+    n: int = 1
+    aspect_ratio: str = "1:1"
+    image_size: str = "1K"
+    seed: int | None = None
+    negative_prompt: str | None = None
+    person_generation: str | None = None
+    output_format: str = "png"
+    response_format: str = "b64_json"
+    user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Provider parameters the model must declare (e.g. OpenAI's quality); see OPTIONAL_PARAMETERS.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return DIMENSIONS[(self.image_size, self.aspect_ratio)]
+
+    def optional_parameters(self) -> list[str]:
+        """Names of the optional parameters this request actually uses."""
+        used = [name for name in ("negative_prompt", "seed", "person_generation") if getattr(self, name) is not None]
+        return used + sorted(self.extra)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    # Base64 text exactly as produced upstream: passed through, never decoded and re-encoded.
+    b64: str
+    mime_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    images: list[GeneratedImage]
+    filtered_reasons: list[str] = field(default_factory=list)

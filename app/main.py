@@ -1,0 +1,84 @@
+"""The ASGI application: `create_app(settings)`, whose lifespan owns every engine and client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.accounts.admin_api import router as accounts_admin
+from app.api import caller, health, images
+from app.api.errors import install_error_handlers
+from app.api.middleware import RequestIdMiddleware
+from app.api.unified_wire import ImagesGenerationBody
+from app.billing.admin_api import router as billing_admin
+from app.billing.sweeper import run_sweeper
+from app.catalog.admin_api import router as catalog_admin
+from app.keys.admin_api import router as keys_admin
+from app.runtime import open_gateway
+from app.settings import Settings
+
+DESCRIPTION = """
+One endpoint for every image-generation model the company pays for. Call
+`POST /v1/images/generations` with a gateway key (`Authorization: Bearer igw_…`); the gateway
+holds credits, routes to an upstream channel, and charges
+`credits_per_image × model multiplier × channel multiplier` for each image delivered.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_gateway(settings) as gateway:
+            app.state.gateway = gateway
+            sweeper = asyncio.create_task(
+                run_sweeper(gateway.db, settings.hold_timeout_s, settings.sweep_interval_s),
+                name="hold-sweeper",
+            )
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
+    app = FastAPI(title="Image Gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    for router in (images.router, caller.router, health.router):
+        app.include_router(router)
+    for router in (accounts_admin, keys_admin, catalog_admin, billing_admin):
+        app.include_router(router)
+    _document_raw_bodies(app)
+    return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Routes that read their JSON themselves (for 413/415 and exact error names) still publish
+    their body schema in /openapi.json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            body_schema = ImagesGenerationBody.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            components.update(body_schema.pop("$defs", {}))
+            components["ImagesGenerationBody"] = body_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (used by `image-gateway serve`)."""
+    return create_app(Settings())

@@ -1,0 +1,25 @@
+"""The adapter contract every upstream provider implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from app.catalog.snapshot import ChannelSpec
+from app.generation.types import ImageRequest, ImageResult
+
+
+class ImageProvider(Protocol):
+    """Turns one canonical request into images from one channel.
+
+    `upstream_model` is the channel's mapping of the requested catalog model. Implementations
+    raise the typed errors of `app.providers.errors` and return only delivered images (those the
+    upstream filtered are listed in `ImageResult.filtered_reasons`).
+    """
+
+    name: str
+
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
+        """Optional parameters of `request` this provider cannot honour on `channel`."""
+        ...
+
+    async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult: ...

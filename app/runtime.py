@@ -1,0 +1,69 @@
+"""Everything one gateway process holds for its lifetime, built and torn down by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from starlette.requests import Request
+
+from app.catalog.snapshot import CatalogCache
+from app.db import Database
+from app.generation.service import GenerationService
+from app.keys.auth import KeyCache
+from app.providers.base import ImageProvider
+from app.providers.registry import build_providers
+from app.routing.router import ChannelRouter
+from app.settings import Settings
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    http: httpx.AsyncClient
+    catalog: CatalogCache
+    keys: KeyCache
+    providers: dict[str, ImageProvider]
+    router: ChannelRouter
+    generation: GenerationService
+
+    def invalidate_caches(self) -> None:
+        """After an admin change: this replica sees it at once, others within the cache TTL."""
+        self.catalog.invalidate()
+        self.keys.invalidate()
+
+
+@asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    db = Database(settings.database_url)
+    # One pooled client for every upstream call; per-channel timeouts are applied per request.
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(120.0, connect=10.0),
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        follow_redirects=False,
+    )
+    try:
+        catalog = CatalogCache(db, settings.cache_ttl_s)
+        providers = build_providers(http)
+        router = ChannelRouter(providers, max_attempts=settings.max_attempts, deadline_s=settings.request_deadline_s)
+        yield Gateway(
+            settings=settings,
+            db=db,
+            http=http,
+            catalog=catalog,
+            keys=KeyCache(db, settings.cache_ttl_s),
+            providers=providers,
+            router=router,
+            generation=GenerationService(db, router, catalog),
+        )
+    finally:
+        await http.aclose()
+        await db.dispose()
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway

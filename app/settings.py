@@ -1,0 +1,59 @@
+"""Runtime configuration, read from `GATEWAY_*` environment variables and a `.env` file."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./data/gateway.db"
+    admin_token: str | None = None
+    data_dir: Path = Path("./data")
+    blob_url: str | None = None
+    redis_url: str | None = None
+    public_url: str | None = None
+    callback_allow_networks: str = ""
+    run_worker: bool = True
+    auto_migrate: bool = True
+
+    # How long a catalog/channel/key snapshot may be served from memory. Admin changes made on
+    # another replica become visible after at most this long (the contract promises 5 s).
+    cache_ttl_s: float = Field(default=2.0, ge=0)
+    # A hold still open after this long belongs to a crashed process; the sweeper releases it.
+    hold_timeout_s: float = Field(default=900.0, gt=0)
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+    # Largest request body accepted on the caller API (prompts are text; images never come in).
+    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    # Overall budget for one synchronous generation, failover included.
+    request_deadline_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("admin_token")
+    @classmethod
+    def _blank_token_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("callback_allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for part in _split(value):
+            ipaddress.ip_network(part, strict=False)
+        return value
+
+    @property
+    def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p, strict=False) for p in _split(self.callback_allow_networks)]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _split(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
