@@ -7,6 +7,7 @@ import pytest
 
 from app.settings import Settings
 from tests.databases import BACKENDS, TemplateDatabases
+from tests.fakes.upstream import FakeUpstream, fake_upstream
 from tests.harness import ADMIN_TOKEN, Harness, running_app
 
 
@@ -43,3 +44,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def gw(settings: Settings) -> AsyncIterator[Harness]:
     async with running_app(settings) as harness:
         yield harness
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    """A fake upstream HTTP server on 127.0.0.1; script it with `upstream.respond = …`."""
+    with fake_upstream() as fake:
+        yield fake

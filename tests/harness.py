@@ -64,6 +64,18 @@ class Harness:
         problems: list[str] = response.json()["problems"]
         return problems
 
+    async def add_channel(self, *, only: bool = False, **fields: Any) -> dict[str, Any]:
+        """Create a channel through the admin API; with only=True the local channel is disabled
+        first, so every request goes to this one."""
+        if only:
+            local = await self.local_channel()
+            await self.admin("PATCH", f"/admin/channels/{local['id']}", json={"enabled": False})
+        fields.setdefault("name", f"ch-{len(fields)}-{id(fields)}")
+        response = await self.admin("POST", "/admin/channels", json=fields)
+        assert response.status_code == 201, response.text
+        channel: dict[str, Any] = response.json()
+        return channel
+
     async def local_channel(self) -> dict[str, Any]:
         channels = (await self.admin("GET", "/admin/channels")).json()["data"]
         local: dict[str, Any] = next(c for c in channels if c["provider"] == "local")

@@ -1,0 +1,105 @@
+"""How a channel's credentials travel: API key by header, Bearer or query, or Google OAuth tokens
+minted from a service account (cached, refreshed before expiry, off the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC
+
+from google.auth.exceptions import RefreshError, TransportError
+from google.auth.transport.requests import Request as GoogleAuthRequest
+from google.oauth2 import service_account
+
+from app.catalog.snapshot import ChannelSpec
+from app.providers.errors import UpstreamRejected, UpstreamRetryable
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+REFRESH_MARGIN_S = 300  # refresh a token five minutes before it expires
+
+
+@dataclass
+class RequestAuth:
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def channel_api_key(channel: ChannelSpec) -> str | None:
+    key = channel.auth.get("api_key")
+    if isinstance(key, str) and key:
+        return key
+    env_name = channel.auth.get("api_key_env")
+    if isinstance(env_name, str) and env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise UpstreamRejected(f"channel {channel.name}: environment variable {env_name} is not set")
+        return value
+    return None
+
+
+def key_auth(channel: ChannelSpec, default_style: str) -> RequestAuth:
+    """An API key placed as the channel's `auth.style` says (or the adapter's default)."""
+    key = channel_api_key(channel)
+    if key is None:
+        return RequestAuth()
+    style = channel.auth.get("style") or default_style
+    if style == "bearer":
+        return RequestAuth(headers={"authorization": f"Bearer {key}"})
+    if style == "query":
+        return RequestAuth(params={"key": key})
+    return RequestAuth(headers={"x-goog-api-key": key})
+
+
+class GoogleTokenSource:
+    """OAuth access tokens for service-account channels, one cached credential per key file.
+
+    google-auth's refresh is blocking (an HTTP call to the file's `token_uri`), so it runs in a
+    thread; a lock per file keeps concurrent requests from refreshing the same token at once.
+    """
+
+    def __init__(self) -> None:
+        self._credentials: dict[str, service_account.Credentials] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def token(self, service_account_file: str) -> str:
+        credentials = self._credentials.get(service_account_file)
+        if credentials is not None and _fresh(credentials):
+            return str(credentials.token)
+        lock = self._locks.setdefault(service_account_file, asyncio.Lock())
+        async with lock:
+            credentials = self._credentials.get(service_account_file)
+            if credentials is None:
+                credentials = await asyncio.to_thread(_load, service_account_file)
+                self._credentials[service_account_file] = credentials
+            if not _fresh(credentials):
+                await asyncio.to_thread(_refresh, credentials)
+            return str(credentials.token)
+
+
+def _fresh(credentials: service_account.Credentials) -> bool:
+    if not credentials.token or credentials.expiry is None:
+        return False
+    # google-auth keeps expiry as a naive UTC datetime.
+    expiry = credentials.expiry.replace(tzinfo=UTC).timestamp()
+    return bool(expiry - time.time() > REFRESH_MARGIN_S)
+
+
+def _load(path: str) -> service_account.Credentials:
+    try:
+        credentials: service_account.Credentials = service_account.Credentials.from_service_account_file(
+            path, scopes=[CLOUD_PLATFORM_SCOPE]
+        )
+    except (OSError, ValueError) as exc:
+        raise UpstreamRejected(f"cannot read the channel's service account file ({type(exc).__name__})") from None
+    return credentials
+
+
+def _refresh(credentials: service_account.Credentials) -> None:
+    try:
+        credentials.refresh(GoogleAuthRequest())
+    except RefreshError:
+        raise UpstreamRejected("Google refused the channel's service account") from None
+    except TransportError:
+        raise UpstreamRetryable("could not reach Google's token endpoint") from None

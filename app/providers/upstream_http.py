@@ -1,0 +1,129 @@
+"""Calling an upstream over HTTP and classifying what went wrong, once for every adapter.
+
+Adapters build the request and parse a successful body; everything between (timeouts, status
+codes, Retry-After, unreadable bodies) is decided here so routing sees only typed errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from app.providers.errors import UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
+
+MAX_RESPONSE_BYTES = 200 * 1024 * 1024  # four 2K PNGs in base64 are ~30 MB; far above that is a broken upstream
+
+
+async def post_json(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    params: dict[str, str] | None = None,
+    timeout_s: float,
+) -> Any:
+    """POST `body` as JSON and return the decoded JSON answer, or raise a typed upstream error."""
+    content = orjson.dumps(body)
+    request = http.build_request(
+        "POST",
+        url,
+        content=content,
+        params=params,
+        headers={"content-type": "application/json", "accept": "application/json", **headers},
+        timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+    )
+    try:
+        response = await http.send(request, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise UpstreamRetryable(f"could not connect to the upstream ({type(exc).__name__})") from None
+    except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+        # The request went out; the upstream may be generating (and billing) it.
+        raise UpstreamAmbiguous(f"the upstream did not answer in time ({type(exc).__name__})") from None
+    except httpx.RemoteProtocolError:
+        raise UpstreamAmbiguous("the upstream closed the connection without an answer") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamRetryable(f"upstream transport error ({type(exc).__name__})") from None
+    try:
+        raw = await _read_capped(response)
+    except httpx.TimeoutException:
+        raise UpstreamAmbiguous("the upstream stopped sending its answer") from None
+    except httpx.HTTPError as exc:
+        raise UpstreamAmbiguous(f"the upstream answer broke off ({type(exc).__name__})") from None
+    finally:
+        await response.aclose()
+    if response.status_code >= 400:
+        raise status_error(response.status_code, response.headers, raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamRetryable(
+            f"the upstream answered {response.status_code} with a body that is not JSON", status=response.status_code
+        ) from None
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise UpstreamRetryable(f"the upstream answer is larger than {MAX_RESPONSE_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_error(status: int, headers: httpx.Headers, raw: bytes) -> UpstreamRetryable | UpstreamRejected:
+    detail = upstream_message(raw)
+    if status == 429:
+        return UpstreamRetryable(
+            f"the upstream is rate limiting (429){detail}", status=status, retry_after_s=retry_after(headers)
+        )
+    if status >= 500 or status in (408, 409):
+        return UpstreamRetryable(f"the upstream failed ({status}){detail}", status=status)
+    if status == 404:
+        return UpstreamRejected(
+            f"the upstream does not know this model (404): it may have been retired upstream; "
+            f"the operator must remap the channel{detail}",
+            status=status,
+        )
+    if status in (401, 403):
+        return UpstreamRejected(
+            f"the upstream refused the channel's credentials ({status}); the operator must fix the channel{detail}",
+            status=status,
+        )
+    return UpstreamRejected(f"the upstream rejected the request ({status}){detail}", status=status)
+
+
+def upstream_message(raw: bytes) -> str:
+    """The human part of an upstream error body (Google's or OpenAI's shape), shortened.
+
+    Upstream error texts describe the request, not our credentials; still, nothing but the
+    message field is ever passed on, and never the body as a whole.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    return ": " + message.strip()[:300]
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return max(0.0, parsed.timestamp() - time.time())
