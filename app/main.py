@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.accounts.admin_api import router as accounts_admin
-from app.api import caller, health, images
+from app.api import caller, google_relay, health, images
 from app.api.errors import install_error_handlers
+from app.api.google_wire import PredictBody
 from app.api.middleware import RequestIdMiddleware
 from app.api.unified_wire import ImagesGenerationBody
 from app.billing.admin_api import router as billing_admin
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Image Gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for router in (images.router, caller.router, health.router):
+    for router in (images.router, google_relay.router, caller.router, health.router):
         app.include_router(router)
     for router in (accounts_admin, keys_admin, catalog_admin, billing_admin):
         app.include_router(router)
@@ -68,11 +69,10 @@ def _document_raw_bodies(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            body_schema = ImagesGenerationBody.model_json_schema(
-                by_alias=True, ref_template="#/components/schemas/{model}"
-            )
-            components.update(body_schema.pop("$defs", {}))
-            components["ImagesGenerationBody"] = body_schema
+            for body_model in (ImagesGenerationBody, PredictBody):
+                body_schema = body_model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+                components.update(body_schema.pop("$defs", {}))
+                components[body_model.__name__] = body_schema
             app.openapi_schema = schema
         return app.openapi_schema
 

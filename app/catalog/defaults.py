@@ -102,6 +102,30 @@ LOCAL_CHANNEL: dict[str, Any] = {
 }
 
 
+GEMINI_IMAGE_MODELS = {
+    # Google's named replacements for the Imagen :predict models retired on 2026-08-17.
+    "imagen4-fast": "gemini-3.1-flash-image",
+    "imagen4": "gemini-3.1-flash-image",
+    "imagen4-ultra": "gemini-3-pro-image",
+}
+
+
 def extra_first_start_channels(environ: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Channels created at first start from the environment (none until an adapter needs one)."""
-    return []
+    """With GEMINI_API_KEY set at first start: a `gemini` channel, above `local`, that serves the
+    Imagen models with Gemini image models. The key stays in the environment (api_key_env)."""
+    if not environ.get("GEMINI_API_KEY"):
+        return []
+    return [
+        {
+            "name": "gemini",
+            "provider": "gemini-image",
+            "base_url": "https://generativelanguage.googleapis.com/v1beta",
+            "auth": {"api_key_env": "GEMINI_API_KEY"},
+            "models": dict(GEMINI_IMAGE_MODELS),
+            "priority": 10,
+            "weight": 1,
+            "multiplier": Decimal(1),
+            "enabled": True,
+            "timeout_s": 120.0,
+        }
+    ]

@@ -103,3 +103,16 @@ def _refresh(credentials: service_account.Credentials) -> None:
         raise UpstreamRejected("Google refused the channel's service account") from None
     except TransportError:
         raise UpstreamRetryable("could not reach Google's token endpoint") from None
+
+
+def scrub_secrets(text: str, channel: ChannelSpec) -> str:
+    """Upstream error texts are passed on and stored; make sure no credential of the channel
+    survives in them, whatever the upstream chose to echo."""
+    secrets = [channel.auth.get("api_key")]
+    env_name = channel.auth.get("api_key_env")
+    if isinstance(env_name, str) and env_name:
+        secrets.append(os.environ.get(env_name))
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return text

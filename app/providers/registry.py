@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import httpx
 
 from app.providers.base import ImageProvider
+from app.providers.credentials import GoogleTokenSource
+from app.providers.gemini_image import GeminiImageProvider
+from app.providers.google_imagen import GoogleImagenProvider
 from app.providers.local import LocalProvider
+from app.providers.openai_images import OpenAIImagesProvider
 
-ProviderFactory = Callable[[httpx.AsyncClient], ImageProvider]
+
+@dataclass(frozen=True)
+class ProviderDeps:
+    """What adapters share for the process lifetime."""
+
+    http: httpx.AsyncClient
+    google_tokens: GoogleTokenSource
+
+
+ProviderFactory = Callable[[ProviderDeps], ImageProvider]
 
 FACTORIES: Mapping[str, ProviderFactory] = {
-    "local": lambda _http: LocalProvider(),
+    "local": lambda _deps: LocalProvider(),
+    "google-imagen": lambda deps: GoogleImagenProvider(deps.http, deps.google_tokens),
+    "gemini-image": lambda deps: GeminiImageProvider(deps.http, deps.google_tokens),
+    "openai-images": lambda deps: OpenAIImagesProvider(deps.http),
 }
 
 PROVIDER_NAMES = tuple(FACTORIES)
 
 
 def build_providers(http: httpx.AsyncClient) -> dict[str, ImageProvider]:
-    return {name: factory(http) for name, factory in FACTORIES.items()}
+    deps = ProviderDeps(http=http, google_tokens=GoogleTokenSource())
+    return {name: factory(deps) for name, factory in FACTORIES.items()}

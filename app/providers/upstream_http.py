@@ -69,7 +69,7 @@ async def post_json(
 async def _read_capped(response: httpx.Response) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise UpstreamRetryable(f"the upstream answer is larger than {MAX_RESPONSE_BYTES} bytes")

@@ -15,6 +15,7 @@ from app.catalog.snapshot import ChannelSpec
 from app.errors import GatewayError, NoChannelAvailable, UpstreamFailed, UpstreamTimedOut
 from app.generation.types import ImageRequest, ImageResult
 from app.providers.base import ImageProvider
+from app.providers.credentials import scrub_secrets
 from app.providers.errors import (
     ContentFiltered,
     UpstreamAmbiguous,
@@ -100,6 +101,7 @@ class ChannelRouter:
         attempts: list[Attempt] = []
         deadline = time.monotonic() + self.deadline_s
         last: UpstreamError | None = None
+        last_channel: ChannelSpec | None = None
         for channel, upstream in order_candidates(candidates, self._rng)[: self.max_attempts]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -114,11 +116,11 @@ class ChannelRouter:
                 return Routed(ImageResult([], exc.reasons), channel, upstream, attempts)
             except UpstreamRetryable as exc:
                 attempts.append(_attempt(channel, "retryable", started, exc))
-                last = exc
+                last, last_channel = exc, channel
                 continue
             except UpstreamRejected as exc:
                 attempts.append(_attempt(channel, "rejected", started, exc))
-                raise RoutingFailed(rejected_error(exc), attempts) from exc
+                raise RoutingFailed(rejected_error(exc, channel), attempts) from exc
             except (UpstreamAmbiguous, TimeoutError) as exc:
                 error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("timed out")
                 attempts.append(_attempt(channel, "ambiguous", started, error))
@@ -129,14 +131,16 @@ class ChannelRouter:
                 ) from exc
             attempts.append(_attempt(channel, "ok", started))
             return Routed(result, channel, upstream, attempts)
-        if last is None:
+        if last_channel is None or last is None:
             raise RoutingFailed(NoChannelAvailable("No channel is available for this model right now."), attempts)
-        raise RoutingFailed(UpstreamFailed(f"Every channel failed; last error: {last.message}"), attempts)
+        message = scrub_secrets(last.message, last_channel)
+        raise RoutingFailed(UpstreamFailed(f"Every channel failed; last error: {message}"), attempts)
 
 
-def rejected_error(exc: UpstreamRejected) -> GatewayError:
+def rejected_error(exc: UpstreamRejected, channel: ChannelSpec) -> GatewayError:
     """An upstream 4xx: our request was refused, so retrying would fail the same way."""
-    return UpstreamFailed(f"The upstream rejected the request: {exc.message}", headers={"x-should-retry": "false"})
+    message = scrub_secrets(exc.message, channel)
+    return UpstreamFailed(f"The upstream rejected the request: {message}", headers={"x-should-retry": "false"})
 
 
 def _attempt(channel: ChannelSpec, outcome: str, started: float, exc: UpstreamError | None = None) -> Attempt:
@@ -146,5 +150,5 @@ def _attempt(channel: ChannelSpec, outcome: str, started: float, exc: UpstreamEr
         outcome=outcome,
         latency_ms=int((time.monotonic() - started) * 1000),
         status=exc.status if exc else None,
-        error=exc.message[:300] if exc else None,
+        error=scrub_secrets(exc.message, channel)[:300] if exc else None,
     )

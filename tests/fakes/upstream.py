@@ -101,7 +101,9 @@ class FakeUpstream:
         await response(scope, receive, send)
 
     def start(self) -> None:
-        config = uvicorn.Config(self._app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on")
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on", interface="asgi3"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

@@ -1,0 +1,277 @@
+"""The `gemini-image` provider: Gemini image models (`gemini-3.1-flash-image`, `gemini-3-pro-image`)
+through `:generateContent`, the upstream that replaced Imagen's `:predict`.
+
+Wire facts, checked against google-genai 3.4 (`types.ImageConfig`, `GenerationConfig`, `Part`,
+`FinishReason`, `BlockedReason`, and its request converters `_ImageConfig_to_mldev` /
+`_ImageConfig_to_vertex`), the js-genai `ImageConfig` and `FinishReason` reference pages, and the
+Gemini API `PromptFeedback.BlockReason` reference:
+
+- Body: `contents[{role:user, parts:[{text}]}]` and `generationConfig{responseModalities:["IMAGE"],
+  imageConfig{aspectRatio, imageSize}}`. `imageSize` takes 1K/2K/4K; the five gateway aspect ratios
+  are all accepted. There is no negative prompt and no OpenAI quality/background equivalent.
+- `generationConfig.seed` (int32) is accepted by the Gemini API and by Vertex.
+- `imageConfig.personGeneration` (ALLOW_ALL, ALLOW_ADULT, ALLOW_NONE) and
+  `imageConfig.imageOutputOptions.mimeType` exist on Vertex only; the SDK refuses both in Gemini API
+  mode. On a Gemini API channel the upstream picks the image format and the part's own `mimeType`
+  is passed on, so an explicit `output_format: jpeg` cannot be honoured there.
+- A response carries images in `candidates[].content.parts[].inlineData{mimeType, data}`; parts
+  flagged `thought: true` are interim drafts of a thinking model, not deliverables. A refused
+  prompt has `promptFeedback.blockReason` and no candidates; withheld output is a candidate whose
+  `finishReason` is a safety or policy reason and that holds no image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.catalog.snapshot import ChannelSpec
+from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.providers.credentials import GoogleTokenSource, RequestAuth, key_auth
+from app.providers.errors import (
+    ContentFiltered,
+    UpstreamAmbiguous,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamRetryable,
+)
+from app.providers.upstream_http import post_json
+
+# Finish reasons that mean the upstream withheld the output on purpose: retrying elsewhere would
+# be withheld the same way, so these count as filtered (not charged), not as failures.
+WITHHOLDING_FINISH_REASONS = frozenset(
+    {
+        "SAFETY",
+        "IMAGE_SAFETY",
+        "PROHIBITED_CONTENT",
+        "IMAGE_PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_RECITATION",
+    }
+)
+PERSON_GENERATION = {"dont_allow": "ALLOW_NONE", "allow_adult": "ALLOW_ADULT", "allow_all": "ALLOW_ALL"}
+# Routing must see the most telling failure when every call failed. A rejection (upstream 4xx)
+# says the request or the channel's credentials are wrong: every retry would fail alike and the
+# operator must act. Ambiguous comes next: a call may have been generated and billed upstream
+# without an answer, so routing must not replay the request on another channel. Retryable is the
+# weakest claim and the only one that lets routing fail over.
+ERROR_PRECEDENCE: tuple[type[UpstreamError], ...] = (UpstreamRejected, UpstreamAmbiguous, UpstreamRetryable)
+REASON_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """One call answered, but the upstream withheld its image."""
+
+    reason: str
+
+
+CallOutcome = GeneratedImage | Withheld | UpstreamError
+
+
+class GeminiImageProvider:
+    name = "gemini-image"
+
+    def __init__(self, http: httpx.AsyncClient, tokens: GoogleTokenSource) -> None:
+        self.http = http
+        self.tokens = tokens
+
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
+        return unsupported_parameters(request, vertex=is_vertex(channel.base_url))
+
+    async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult:
+        auth, secrets = await self._auth(channel)
+        url = generate_content_url(channel.base_url, upstream_model)
+        vertex = is_vertex(channel.base_url)
+        # One image per call. The task group cancels every call still in flight if this request is
+        # cancelled (client gone, routing deadline), so nothing keeps running for a dead request.
+        async with asyncio.TaskGroup() as group:
+            calls = [
+                group.create_task(
+                    self._call(url, build_body(request, vertex=vertex, index=index), auth, secrets, channel.timeout_s)
+                )
+                for index in range(request.n)
+            ]
+        return combine([call.result() for call in calls])
+
+    async def _auth(self, channel: ChannelSpec) -> tuple[RequestAuth, tuple[str, ...]]:
+        """How this channel's calls authenticate, and the secrets only this adapter knows.
+
+        Routing scrubs the channel's configured API key from every error; a minted OAuth token is
+        known only here, so scrubbing it is this adapter's job.
+        """
+        service_account_file = channel.auth.get("service_account_file")
+        if isinstance(service_account_file, str) and service_account_file:
+            token = await self.tokens.token(service_account_file)
+            return RequestAuth(headers={"authorization": f"Bearer {token}"}), (token,)
+        return key_auth(channel, "x-goog-api-key"), ()
+
+    async def _call(
+        self, url: str, body: dict[str, Any], auth: RequestAuth, secrets: tuple[str, ...], timeout_s: float
+    ) -> CallOutcome:
+        budget = call_budget(timeout_s)
+        try:
+            async with asyncio.timeout(budget):
+                answer = await post_json(
+                    self.http, url, body=body, headers=auth.headers, params=auth.params or None, timeout_s=budget
+                )
+            return parse_response(answer)
+        except TimeoutError:
+            return UpstreamAmbiguous(f"the upstream did not answer within {budget:g} s")
+        except UpstreamError as exc:
+            return redacted(exc, secrets)
+
+
+def call_budget(timeout_s: float) -> float:
+    """How long one call may take: a little under the channel's timeout, which routing enforces on
+    the whole request. A straggler then fails on its own while there is still time to deliver (and
+    bill) the images its siblings brought back, instead of routing discarding them all."""
+    return timeout_s - min(2.0, timeout_s * 0.2)
+
+
+def is_vertex(base_url: str) -> bool:
+    """Vertex base URLs end in `/publishers/google` (with or without project and location)."""
+    return urlsplit(base_url).path.rstrip("/").endswith("/publishers/google")
+
+
+def generate_content_url(base_url: str, upstream_model: str) -> str:
+    return f"{base_url.rstrip('/')}/models/{upstream_model}:generateContent"
+
+
+def unsupported_parameters(request: ImageRequest, *, vertex: bool) -> list[str]:
+    refused = set(request.extra)  # OpenAI's quality/background have no Gemini equivalent
+    if request.negative_prompt is not None:
+        refused.add("negative_prompt")
+    if not vertex:
+        if request.person_generation is not None:
+            refused.add("person_generation")
+        if request.output_format != "png":
+            refused.add("output_format")
+    return sorted(refused)
+
+
+def build_body(request: ImageRequest, *, vertex: bool, index: int = 0) -> dict[str, Any]:
+    """The `:generateContent` body for image `index` of `request`."""
+    image_config: dict[str, Any] = {"aspectRatio": request.aspect_ratio, "imageSize": request.image_size}
+    if vertex:
+        image_config["imageOutputOptions"] = {"mimeType": MIME_TYPES[request.output_format]}
+        if request.person_generation is not None:
+            image_config["personGeneration"] = PERSON_GENERATION[request.person_generation]
+    generation_config: dict[str, Any] = {"responseModalities": ["IMAGE"], "imageConfig": image_config}
+    if request.seed is not None:
+        generation_config["seed"] = call_seed(request.seed, index)
+    return {
+        "contents": [{"role": "user", "parts": [{"text": request.prompt}]}],
+        "generationConfig": generation_config,
+    }
+
+
+def call_seed(seed: int, index: int) -> int:
+    """The int32 seed for image `index`.
+
+    Each call makes one image, so n calls with one seed would return n copies of the same image;
+    offsetting by the index keeps the set reproducible yet distinct, as Imagen's seed does. The
+    gateway's seeds are uint32 and the upstream field is int32, so the sum is read as a signed
+    32-bit value: distinct seeds stay distinct.
+    """
+    value = (seed + index) % 2**32
+    return value - 2**32 if value >= 2**31 else value
+
+
+def parse_response(body: Any) -> GeneratedImage | Withheld:
+    """One call's answer: its image, or why it was withheld. Raises UpstreamRetryable otherwise."""
+    if not isinstance(body, dict):
+        raise _unexpected_shape()
+    feedback = body.get("promptFeedback")
+    if isinstance(feedback, dict) and isinstance(feedback.get("blockReason"), str):
+        return Withheld(_reason(feedback["blockReason"], feedback.get("blockReasonMessage")))
+    candidates = body.get("candidates")
+    if not isinstance(candidates, list) or not candidates:
+        raise _unexpected_shape()
+    finished: list[dict[str, Any]] = []
+    for candidate in candidates:
+        if not isinstance(candidate, dict):
+            continue
+        image = _first_image(candidate.get("content"))
+        if image is not None:
+            return image
+        if isinstance(candidate.get("finishReason"), str):
+            finished.append(candidate)
+    for candidate in finished:
+        if candidate["finishReason"] in WITHHOLDING_FINISH_REASONS:
+            return Withheld(_reason(candidate["finishReason"], candidate.get("finishMessage")))
+    if finished:
+        # NO_IMAGE, IMAGE_OTHER, MAX_TOKENS, a text-only STOP…: not a policy decision, so another
+        # attempt (or channel) may well produce the image.
+        reasons = ", ".join(sorted({c["finishReason"] for c in finished}))
+        raise UpstreamRetryable(f"the upstream answered without an image (finishReason {reasons})")
+    raise _unexpected_shape()
+
+
+def _first_image(content: Any) -> GeneratedImage | None:
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        return None
+    for part in parts:
+        if not isinstance(part, dict) or part.get("thought") is True:
+            continue
+        # Google answers camelCase; relays that re-serialise the proto may keep snake_case.
+        blob = part.get("inlineData", part.get("inline_data"))
+        if not isinstance(blob, dict):
+            continue
+        data = blob.get("data")
+        mime_type = blob.get("mimeType", blob.get("mime_type"))
+        if isinstance(data, str) and data and isinstance(mime_type, str) and mime_type.startswith("image/"):
+            return GeneratedImage(b64=data, mime_type=mime_type)
+    return None
+
+
+def _reason(code: str, message: Any) -> str:
+    text = f"{code}: {message.strip()}" if isinstance(message, str) and message.strip() else code
+    return text[:REASON_CHARS]
+
+
+def _unexpected_shape() -> UpstreamRetryable:
+    return UpstreamRetryable(
+        "the upstream answered 200 with a body that is not a generateContent response "
+        "(no image, no candidates, no promptFeedback)",
+        status=200,
+    )
+
+
+def combine(outcomes: list[CallOutcome]) -> ImageResult:
+    """The request's result from its calls: whatever images arrived are delivered (and billed)."""
+    images = [outcome for outcome in outcomes if isinstance(outcome, GeneratedImage)]
+    withheld = [outcome.reason for outcome in outcomes if isinstance(outcome, Withheld)]
+    errors = [outcome for outcome in outcomes if isinstance(outcome, UpstreamError)]
+    if images:
+        return ImageResult(images=images, filtered_reasons=withheld)
+    if not errors:
+        raise ContentFiltered(withheld)
+    raise most_telling(errors)
+
+
+def most_telling(errors: list[UpstreamError]) -> UpstreamError:
+    for kind in ERROR_PRECEDENCE:
+        for error in errors:
+            if isinstance(error, kind):
+                return error
+    return errors[0]
+
+
+def redacted(error: UpstreamError, secrets: tuple[str, ...]) -> UpstreamError:
+    """`error` with `secrets` cut out of its message: upstream error texts reach the caller, and an
+    upstream or relay may quote the credentials it was given."""
+    message = error.message
+    for secret in secrets:
+        message = message.replace(secret, "[redacted]")
+    if message != error.message:
+        error.message = message
+        error.args = (message,)
+    return error
