@@ -54,7 +54,8 @@ def channel_spec(base_url: str, auth: dict[str, Any] | None = None) -> ChannelSp
         name="imagen",
         provider="google-imagen",
         base_url=base_url,
-        auth=auth if auth is not None else {"api_key": KEY},
+        # The fake stands in for Google's own host, so it is told to expect Google's key header.
+        auth=auth if auth is not None else {"api_key": KEY, "style": "x-goog-api-key"},
         models={"imagen4": STANDARD},
         priority=0,
         weight=1,
@@ -209,7 +210,8 @@ async def imagen_channel(
         only=only,
         provider="google-imagen",
         base_url=upstream.url + path,
-        auth=auth if auth is not None else {"api_key": KEY},
+        # The fake stands in for Google's own host, so it is told to expect Google's key header.
+        auth=auth if auth is not None else {"api_key": KEY, "style": "x-goog-api-key"},
         models={"imagen4": upstream_model},
         **fields,
     )
@@ -272,6 +274,15 @@ def query_sent(sent: Received) -> bool:
     return sent.query.get("key") == KEY and "authorization" not in sent.headers and "x-goog-api-key" not in sent.headers
 
 
+async def test_relay_channel_defaults_to_bearer(gw: Harness, upstream: FakeUpstream) -> None:
+    # Any host but Google's own is an Imagen-format relay: the key travels as a Bearer token.
+    await imagen_channel(gw, upstream, auth={"api_key": KEY})
+    upstream.respond = lambda _r: answer(image(RED))
+    _, key = await gw.account_with_key()
+    assert (await gw.generate(key, {"prompt": "x"})).status_code == 200
+    assert bearer_sent(upstream.requests[0])
+
+
 @pytest.mark.parametrize(("style", "check"), [("bearer", bearer_sent), ("query", query_sent)])
 async def test_auth_style_decides_where_the_key_travels(
     gw: Harness, upstream: FakeUpstream, style: str, check: Callable[[Received], bool]
@@ -331,7 +342,7 @@ CANARY = "AIza-CANARY-must-never-leak-31337"
 async def test_upstream_errors_become_502_without_charge_or_leaked_key(
     gw: Harness, upstream: FakeUpstream, status: int, should_retry_header: str | None, says: str
 ) -> None:
-    await imagen_channel(gw, upstream, auth={"api_key": CANARY})
+    await imagen_channel(gw, upstream, auth={"api_key": CANARY, "style": "x-goog-api-key"})
     upstream.respond = lambda r: Reply(
         status,
         {"error": {"code": status, "message": f"API key {r.headers.get('x-goog-api-key')} refused", "status": "X"}},

@@ -18,8 +18,9 @@ class ImageProvider(Protocol):
 
     name: str
 
-    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
-        """Optional parameters of `request` this provider cannot honour on `channel`."""
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
+        """Parameters of `request` this provider cannot honour on `channel` with `upstream_model`
+        (checked before any credits are held, so the caller gets a 400 that names them)."""
         ...
 
     async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult: ...

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
 
@@ -14,7 +15,7 @@ from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 
 from app.catalog.snapshot import ChannelSpec
-from app.providers.errors import UpstreamRejected, UpstreamRetryable
+from app.providers.errors import UpstreamError, UpstreamRejected, UpstreamRetryable
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 REFRESH_MARGIN_S = 300  # refresh a token five minutes before it expires
@@ -105,14 +106,55 @@ def _refresh(credentials: service_account.Credentials) -> None:
         raise UpstreamRetryable("could not reach Google's token endpoint") from None
 
 
-def scrub_secrets(text: str, channel: ChannelSpec) -> str:
-    """Upstream error texts are passed on and stored; make sure no credential of the channel
-    survives in them, whatever the upstream chose to echo."""
-    secrets = [channel.auth.get("api_key")]
-    env_name = channel.auth.get("api_key_env")
-    if isinstance(env_name, str) and env_name:
-        secrets.append(os.environ.get(env_name))
+REDACTED = "[redacted]"
+MIN_SECRET_FRAGMENT = 8  # a shorter cut-off tail is too likely to be ordinary text
+
+
+def redact_text(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret cut out, including a secret's start left at the very end by an
+    upstream that truncated its message mid-key."""
     for secret in secrets:
-        if isinstance(secret, str) and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
+        if not secret or len(secret) < 4:
+            continue
+        text = text.replace(secret, REDACTED)
+        for length in range(len(secret) - 1, MIN_SECRET_FRAGMENT - 1, -1):
+            if text.endswith(secret[:length]):
+                text = text[:-length] + REDACTED
+                break
     return text
+
+
+def redact_error(error: UpstreamError, secrets: Iterable[str | None]) -> UpstreamError:
+    """The same error with its message redacted: upstream error texts reach callers and logs,
+    and an upstream or relay may quote the credentials it was given."""
+    message = redact_text(error.message, secrets)
+    if message != error.message:
+        error.message = message
+        error.args = (message,)
+    return error
+
+
+def configured_secrets(channel: ChannelSpec) -> list[str | None]:
+    env_name = channel.auth.get("api_key_env")
+    from_env = os.environ.get(env_name) if isinstance(env_name, str) and env_name else None
+    api_key = channel.auth.get("api_key")
+    return [api_key if isinstance(api_key, str) else None, from_env]
+
+
+def scrub_secrets(text: str, channel: ChannelSpec) -> str:
+    """Last line of defence in routing: no configured credential of the channel survives in a
+    message that is passed on or stored, whatever the adapter did."""
+    return redact_text(text, configured_secrets(channel))
+
+
+async def google_auth(
+    channel: ChannelSpec, tokens: GoogleTokenSource, default_style: str
+) -> tuple[RequestAuth, tuple[str, ...]]:
+    """How a Google adapter's call authenticates, and every secret involved (configured key or
+    minted OAuth token) so that the adapter can redact them from upstream errors."""
+    key_file = channel.auth.get("service_account_file")
+    if isinstance(key_file, str) and key_file:
+        token = await tokens.token(key_file)
+        return RequestAuth(headers={"authorization": f"Bearer {token}"}), (token,)
+    key = channel_api_key(channel)
+    return key_auth(channel, default_style), (key,) if key else ()

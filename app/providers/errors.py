@@ -7,18 +7,27 @@ from __future__ import annotations
 class UpstreamError(Exception):
     """Base class: something went wrong talking to one channel."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, upstream_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        # The upstream's own error code (OpenAI's `error.code`, Google's `error.status`), when given.
+        self.upstream_code = upstream_code
 
 
 class UpstreamRetryable(UpstreamError):
     """Nothing was generated (connect error, 429, 5xx, timeout before a response): another
     channel, or this one later, may succeed."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None) -> None:
-        super().__init__(message, status=status)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        upstream_code: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, upstream_code=upstream_code)
         self.retry_after_s = retry_after_s
 
 

@@ -31,7 +31,7 @@ import httpx
 
 from app.catalog.snapshot import ChannelSpec
 from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
-from app.providers.credentials import GoogleTokenSource, RequestAuth, key_auth
+from app.providers.credentials import GoogleTokenSource, RequestAuth, google_auth, redact_error
 from app.providers.errors import (
     ContentFiltered,
     UpstreamAmbiguous,
@@ -82,11 +82,11 @@ class GeminiImageProvider:
         self.http = http
         self.tokens = tokens
 
-    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
         return unsupported_parameters(request, vertex=is_vertex(channel.base_url))
 
     async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult:
-        auth, secrets = await self._auth(channel)
+        auth, secrets = await google_auth(channel, self.tokens, "x-goog-api-key")
         url = generate_content_url(channel.base_url, upstream_model)
         vertex = is_vertex(channel.base_url)
         # One image per call. The task group cancels every call still in flight if this request is
@@ -99,18 +99,6 @@ class GeminiImageProvider:
                 for index in range(request.n)
             ]
         return combine([call.result() for call in calls])
-
-    async def _auth(self, channel: ChannelSpec) -> tuple[RequestAuth, tuple[str, ...]]:
-        """How this channel's calls authenticate, and the secrets only this adapter knows.
-
-        Routing scrubs the channel's configured API key from every error; a minted OAuth token is
-        known only here, so scrubbing it is this adapter's job.
-        """
-        service_account_file = channel.auth.get("service_account_file")
-        if isinstance(service_account_file, str) and service_account_file:
-            token = await self.tokens.token(service_account_file)
-            return RequestAuth(headers={"authorization": f"Bearer {token}"}), (token,)
-        return key_auth(channel, "x-goog-api-key"), ()
 
     async def _call(
         self, url: str, body: dict[str, Any], auth: RequestAuth, secrets: tuple[str, ...], timeout_s: float
@@ -125,7 +113,7 @@ class GeminiImageProvider:
         except TimeoutError:
             return UpstreamAmbiguous(f"the upstream did not answer within {budget:g} s")
         except UpstreamError as exc:
-            return redacted(exc, secrets)
+            return redact_error(exc, secrets)
 
 
 def call_budget(timeout_s: float) -> float:
@@ -263,15 +251,3 @@ def most_telling(errors: list[UpstreamError]) -> UpstreamError:
             if isinstance(error, kind):
                 return error
     return errors[0]
-
-
-def redacted(error: UpstreamError, secrets: tuple[str, ...]) -> UpstreamError:
-    """`error` with `secrets` cut out of its message: upstream error texts reach the caller, and an
-    upstream or relay may quote the credentials it was given."""
-    message = error.message
-    for secret in secrets:
-        message = message.replace(secret, "[redacted]")
-    if message != error.message:
-        error.message = message
-        error.args = (message,)
-    return error

@@ -7,11 +7,13 @@ refused before any credits are held. Wire details live in `app.providers.imagen_
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import httpx
 
 from app.catalog.snapshot import ChannelSpec
 from app.generation.types import MIME_TYPES, ImageRequest, ImageResult
-from app.providers.credentials import GoogleTokenSource, RequestAuth, channel_api_key, key_auth
+from app.providers.credentials import GoogleTokenSource, google_auth, redact_error
 from app.providers.errors import UpstreamError, UpstreamRejected
 from app.providers.imagen_wire import (
     is_fast,
@@ -23,8 +25,12 @@ from app.providers.imagen_wire import (
 )
 from app.providers.upstream_http import post_json
 
-DEFAULT_KEY_STYLE = "x-goog-api-key"
-REDACTED = "[redacted]"
+
+def default_key_style(base_url: str) -> str:
+    """Google's own hosts take `x-goog-api-key`; Imagen-format relays take a Bearer token (the
+    contract's default). A channel's `auth.style` overrides either."""
+    host = urlsplit(base_url).hostname or ""
+    return "x-goog-api-key" if host.endswith("googleapis.com") else "bearer"
 
 
 class GoogleImagenProvider:
@@ -34,12 +40,8 @@ class GoogleImagenProvider:
         self.http = http
         self.tokens = tokens
 
-    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
-        # `request.model` may be an alias the channel's mapping does not name; then the upstream
-        # model is unknown here and `generate` repeats the check with the real one.
-        upstream = channel.upstream_model(request.model)
-        fast = upstream is not None and is_fast(upstream)
-        return unsupported_parameters(request, vertex=is_vertex(channel), fast=fast)
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
+        return unsupported_parameters(request, vertex=is_vertex(channel), fast=is_fast(upstream_model))
 
     async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult:
         vertex = is_vertex(channel)
@@ -47,7 +49,7 @@ class GoogleImagenProvider:
         missing = unsupported_parameters(request, vertex=vertex, fast=fast)
         if missing:
             raise UpstreamRejected(f"channel {channel.name} ({upstream_model}) cannot honour: {', '.join(missing)}")
-        auth, secret = await self._auth(channel)
+        auth, secrets = await google_auth(channel, self.tokens, default_key_style(channel.base_url))
         try:
             body = await post_json(
                 self.http,
@@ -58,21 +60,5 @@ class GoogleImagenProvider:
                 timeout_s=channel.timeout_s,
             )
         except UpstreamError as exc:
-            redact(exc, secret)
-            raise
+            raise redact_error(exc, secrets) from None
         return parse_predictions(body, requested=request.n, default_mime=MIME_TYPES[request.output_format])
-
-    async def _auth(self, channel: ChannelSpec) -> tuple[RequestAuth, str | None]:
-        """How this channel authenticates, and the secret that must never appear in an error."""
-        key_file = channel.auth.get("service_account_file")
-        if isinstance(key_file, str) and key_file:
-            token = await self.tokens.token(key_file)
-            return RequestAuth(headers={"authorization": f"Bearer {token}"}), token
-        return key_auth(channel, DEFAULT_KEY_STYLE), channel_api_key(channel)
-
-
-def redact(exc: UpstreamError, secret: str | None) -> None:
-    """Upstreams sometimes quote the credential they refused; it must not reach callers or logs."""
-    if secret and secret in exc.message:
-        exc.message = exc.message.replace(secret, REDACTED)
-        exc.args = (exc.message,)

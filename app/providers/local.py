@@ -22,7 +22,7 @@ from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, Image
 class LocalProvider:
     name = "local"
 
-    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
         return []  # it records every parameter the catalog allows; seed makes it deterministic
 
     async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult:

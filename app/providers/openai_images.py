@@ -30,19 +30,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.catalog.snapshot import WILDCARD, ChannelSpec
+from app.catalog.snapshot import ChannelSpec
 from app.generation.types import DIMENSIONS, MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
-from app.providers.credentials import channel_api_key, key_auth
+from app.providers.credentials import channel_api_key, key_auth, redact_error
 from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamError, UpstreamRejected, UpstreamRetryable
 from app.providers.upstream_http import post_json
 
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # a 4K PNG is ~25 MB; anything larger is not an image we asked for
-REDACTED = "[redacted]"
-MIN_SECRET_FRAGMENT = 8  # a shorter cut-off tail is too likely to be ordinary text
 UNSUPPORTED_FIELDS = ("seed", "negative_prompt", "person_generation")  # OpenAI's API has no such fields
 BACKGROUNDS = frozenset({"auto", "transparent", "opaque"})
-# How OpenAI words a moderation refusal (error.code `moderation_blocked` for GPT Image,
-# `content_policy_violation` for DALL·E and Azure): see `moderation_block` for why the text is read.
+# OpenAI's codes for a moderation refusal: `moderation_blocked` (GPT Image) and
+# `content_policy_violation` (DALL·E, Azure). Relays that drop the code keep OpenAI's wording.
+MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 MODERATION_PHRASES = ("safety system", "content filter")
 IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -229,43 +228,15 @@ async def _read_image(response: httpx.Response, max_bytes: int, where: str) -> b
 
 
 def moderation_block(exc: UpstreamRejected) -> ContentFiltered | None:
-    """An upstream 400 that is OpenAI's safety system refusing the prompt or the images.
-
-    OpenAI marks these with error.code `moderation_blocked` (GPT Image) or
-    `content_policy_violation` (DALL·E, Azure), but `post_json` passes on only error.message, so
-    the refusal is recognised by OpenAI's wording ("…rejected by the safety system…", "…blocked by
-    our content filters"). Either way nothing was generated for us, so nothing is charged.
-    """
-    if exc.status != 400 or not any(phrase in exc.message.lower() for phrase in MODERATION_PHRASES):
+    """An upstream 400 that is OpenAI's safety system refusing the prompt or the images: nothing
+    was generated for us, so nothing is charged and the caller hears `moderation_blocked`."""
+    if exc.status != 400:
+        return None
+    by_code = exc.upstream_code in MODERATION_CODES
+    if not by_code and not any(phrase in exc.message.lower() for phrase in MODERATION_PHRASES):
         return None
     _, _, upstream_text = exc.message.partition("): ")
     return ContentFiltered([upstream_text or "blocked by the upstream's safety system"])
-
-
-def redact(exc: UpstreamError, secret: str | None) -> None:
-    """Upstreams sometimes quote the credential they refused; it must not reach callers or logs."""
-    if not secret:
-        return
-    message = exc.message.replace(secret, REDACTED)
-    # Upstream messages are cut at a fixed length, which can leave the start of a quoted key.
-    for length in range(len(secret) - 1, MIN_SECRET_FRAGMENT - 1, -1):
-        if message.endswith(secret[:length]):
-            message = message[:-length] + REDACTED
-            break
-    exc.message = message
-    exc.args = (message,)
-
-
-def possible_upstream_models(request: ImageRequest, channel: ChannelSpec) -> list[str]:
-    """The upstream models this channel might call for `request`.
-
-    `request.model` may be an alias the channel's mapping does not name; then every model the
-    channel maps to is considered (the strictest wins) and `generate` checks the real one again.
-    """
-    direct = channel.models.get(request.model)
-    if direct is not None:
-        return [request.model if direct == WILDCARD else direct]
-    return [request.model if mapped == WILDCARD else mapped for mapped in channel.models.values()] or [request.model]
 
 
 class OpenAIImagesProvider:
@@ -275,11 +246,8 @@ class OpenAIImagesProvider:
         self.http = http
         self.max_image_bytes = max_image_bytes
 
-    def unsupported(self, request: ImageRequest, channel: ChannelSpec) -> list[str]:
-        refused: set[str] = set()
-        for upstream_model in possible_upstream_models(request, channel):
-            refused.update(refused_parameters(request, family_of(upstream_model)))
-        return sorted(refused)
+    def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
+        return refused_parameters(request, family_of(upstream_model))
 
     async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult:
         family = family_of(upstream_model)
@@ -300,7 +268,7 @@ class OpenAIImagesProvider:
                 timeout_s=channel.timeout_s,
             )
         except UpstreamError as exc:
-            redact(exc, secret)
+            redact_error(exc, [secret])
             blocked = moderation_block(exc) if isinstance(exc, UpstreamRejected) else None
             if blocked is not None:
                 raise blocked from None

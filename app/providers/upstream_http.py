@@ -78,42 +78,46 @@ async def _read_capped(response: httpx.Response) -> bytes:
 
 
 def status_error(status: int, headers: httpx.Headers, raw: bytes) -> UpstreamRetryable | UpstreamRejected:
-    detail = upstream_message(raw)
+    message, code = upstream_error_fields(raw)
+    detail = f": {message}" if message else ""
     if status == 429:
         return UpstreamRetryable(
-            f"the upstream is rate limiting (429){detail}", status=status, retry_after_s=retry_after(headers)
+            f"the upstream is rate limiting (429){detail}",
+            status=status,
+            retry_after_s=retry_after(headers),
+            upstream_code=code,
         )
     if status >= 500 or status in (408, 409):
-        return UpstreamRetryable(f"the upstream failed ({status}){detail}", status=status)
+        return UpstreamRetryable(f"the upstream failed ({status}){detail}", status=status, upstream_code=code)
     if status == 404:
-        return UpstreamRejected(
-            f"the upstream does not know this model (404): it may have been retired upstream; "
-            f"the operator must remap the channel{detail}",
-            status=status,
+        text = (
+            "the upstream does not know this model (404): it may have been retired upstream; "
+            f"the operator must remap the channel{detail}"
         )
-    if status in (401, 403):
-        return UpstreamRejected(
-            f"the upstream refused the channel's credentials ({status}); the operator must fix the channel{detail}",
-            status=status,
-        )
-    return UpstreamRejected(f"the upstream rejected the request ({status}){detail}", status=status)
+    elif status in (401, 403):
+        text = f"the upstream refused the channel's credentials ({status}); the operator must fix the channel{detail}"
+    else:
+        text = f"the upstream rejected the request ({status}){detail}"
+    return UpstreamRejected(text, status=status, upstream_code=code)
 
 
-def upstream_message(raw: bytes) -> str:
-    """The human part of an upstream error body (Google's or OpenAI's shape), shortened.
+def upstream_error_fields(raw: bytes) -> tuple[str, str | None]:
+    """The message and code of an upstream error body (Google's or OpenAI's shape).
 
-    Upstream error texts describe the request, not our credentials; still, nothing but the
-    message field is ever passed on, and never the body as a whole.
+    Only these fields are ever passed on, never the body as a whole; routing still scrubs the
+    channel's credentials from the message before anyone sees it.
     """
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return ""
+        return "", None
     error = body.get("error") if isinstance(body, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if not isinstance(message, str) or not message.strip():
-        return ""
-    return ": " + message.strip()[:300]
+    if not isinstance(error, dict):
+        return "", None
+    message = error.get("message")
+    code = error.get("code") if isinstance(error.get("code"), str) else error.get("status")
+    text = message.strip()[:1000] if isinstance(message, str) else ""
+    return text, code if isinstance(code, str) else None
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

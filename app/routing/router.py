@@ -90,7 +90,7 @@ class ChannelRouter:
             provider = self.provider_for(channel)
             if provider is None:
                 continue
-            missing = provider.unsupported(request, channel)
+            missing = provider.unsupported(request, channel, upstream)
             if missing:
                 refused.update(missing)
             else:
