@@ -21,6 +21,7 @@ from app.billing.admin_api import router as billing_admin
 from app.billing.sweeper import run_sweeper
 from app.catalog.admin_api import router as catalog_admin
 from app.keys.admin_api import router as keys_admin
+from app.observability.logs import quiet_secret_bearing_loggers
 from app.runtime import open_gateway
 from app.settings import Settings
 
@@ -34,6 +35,7 @@ holds credits, routes to an upstream channel, and charges
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    quiet_secret_bearing_loggers()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from redis.asyncio import Redis
 from starlette.requests import Request
 
 from app.catalog.snapshot import CatalogCache
@@ -15,6 +16,8 @@ from app.generation.service import GenerationService
 from app.keys.auth import KeyCache
 from app.providers.base import ImageProvider
 from app.providers.registry import build_providers
+from app.routing.breaker import BreakerPolicy
+from app.routing.health import HealthStore, MemoryHealthStore, RedisHealthStore
 from app.routing.router import ChannelRouter
 from app.settings import Settings
 
@@ -27,8 +30,10 @@ class Gateway:
     catalog: CatalogCache
     keys: KeyCache
     providers: dict[str, ImageProvider]
+    health: HealthStore
     router: ChannelRouter
     generation: GenerationService
+    redis: Redis | None = None
 
     def invalidate_caches(self) -> None:
         """After an admin change: this replica sees it at once, others within the cache TTL."""
@@ -45,10 +50,20 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         follow_redirects=False,
     )
+    # Shared state for several replicas lives in Redis when it is configured.
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         catalog = CatalogCache(db, settings.cache_ttl_s)
         providers = build_providers(http)
-        router = ChannelRouter(providers, max_attempts=settings.max_attempts, deadline_s=settings.request_deadline_s)
+        policy = BreakerPolicy(failure_threshold=settings.breaker_failures, base_cooldown_s=settings.breaker_cooldown_s)
+        health: HealthStore = RedisHealthStore(redis, policy) if redis else MemoryHealthStore(policy)
+        router = ChannelRouter(
+            providers,
+            health,
+            max_attempts=settings.max_attempts,
+            deadline_s=settings.request_deadline_s,
+            slot_wait_s=settings.channel_slot_wait_s,
+        )
         yield Gateway(
             settings=settings,
             db=db,
@@ -56,11 +71,15 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             catalog=catalog,
             keys=KeyCache(db, settings.cache_ttl_s),
             providers=providers,
+            health=health,
             router=router,
             generation=GenerationService(db, router, catalog),
+            redis=redis,
         )
     finally:
         await http.aclose()
+        if redis is not None:
+            await redis.aclose()
         await db.dispose()
 
 

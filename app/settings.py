@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     # Overall budget for one synchronous generation, failover included.
     request_deadline_s: float = Field(default=300.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=10)
+    # Circuit breaker: consecutive failures that open a channel, and the first cooldown (it
+    # doubles on every failed probe, up to 5 minutes).
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=5.0, gt=0)
+    # How long a request waits for a slot on a channel at its max_concurrency before moving on.
+    channel_slot_wait_s: float = Field(default=2.0, ge=0)
 
     @field_validator("admin_token")
     @classmethod

@@ -334,7 +334,6 @@ CANARY = "AIza-CANARY-must-never-leak-31337"
         (401, "false", "credentials"),
         (403, "false", "credentials"),
         (404, "false", "retired"),
-        (429, None, "rate limiting"),
         (500, None, "failed (500)"),
         (503, None, "failed (503)"),
     ],

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.body import read_json_object
+from app.api.disconnect import unless_disconnected
 from app.api.google_wire import empty_prediction, parse_predict_request, rai_only, render_predictions
 from app.billing.amounts import render
 from app.errors import NotFound
@@ -44,7 +45,9 @@ async def predict(request: Request, model: str) -> Response:
     raw = await read_json_object(request, gateway.settings.max_body_bytes)
     image_request, params = parse_predict_request(model, raw)
     try:
-        generated = await gateway.generation.generate(caller, image_request, endpoint=request.url.path)
+        generated = await unless_disconnected(
+            request, gateway.generation.generate(caller, image_request, endpoint=request.url.path)
+        )
     except AllImagesFiltered as filtered:
         body = rai_only(filtered.reasons) if params.include_rai_reason and filtered.reasons else empty_prediction()
         return Response(body, media_type="application/json", headers={"x-gateway-credits": "0"})

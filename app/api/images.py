@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.body import read_json_object
+from app.api.disconnect import unless_disconnected
 from app.api.schemas import ERROR_RESPONSES, ImagesResponse
 from app.api.unified_wire import parse_images_request, render_images_response
 from app.keys.auth import authenticate
@@ -26,7 +27,9 @@ async def create_images(request: Request) -> Response:
     caller = await authenticate(gateway.keys, request)
     raw = await read_json_object(request, gateway.settings.max_body_bytes)
     image_request, _ = parse_images_request(raw)
-    generated = await gateway.generation.generate(caller, image_request, endpoint=request.url.path)
+    generated = await unless_disconnected(
+        request, gateway.generation.generate(caller, image_request, endpoint=request.url.path)
+    )
     return Response(render_images_response(generated), media_type="application/json")
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from app.api.deps import AdminSession
+from app.api.deps import AdminGateway, AdminSession
 from app.catalog import service
-from app.catalog.schemas import ChannelCreate, ChannelFields, ChannelOut, ModelIn, ModelOut
+from app.catalog.schemas import ChannelCreate, ChannelFields, ChannelHealthOut, ChannelOut, ModelIn, ModelOut
 from app.errors import InvalidValue
+from app.routing.health import HealthView
+from app.runtime import Gateway
 
 router = APIRouter(prefix="/admin", tags=["admin: catalog"])
 
@@ -36,9 +41,33 @@ async def put_model(model_id: str, body: ModelIn, session: AdminSession, respons
     return ModelOut.of(row)
 
 
+async def _live_health(gateway: Gateway, channel_ids: list[str]) -> dict[str, ChannelHealthOut]:
+    now = time.time()
+    states = await gateway.health.states(channel_ids)
+    return {cid: _health_out(HealthView.of(state, now)) for cid, state in states.items()}
+
+
+def _health_out(view: HealthView) -> ChannelHealthOut:
+    return ChannelHealthOut(
+        state=view.state,
+        consecutive_failures=view.consecutive_failures,
+        success_rate=view.success_rate,
+        latency_ms_p50=view.latency_ms_p50,
+        last_error=view.last_error,
+        last_error_at=_when(view.last_error_at),
+        retry_at=_when(view.retry_at),
+    )
+
+
+def _when(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
+
+
 @router.get("/channels", response_model=ChannelList)
-async def list_channels(session: AdminSession) -> ChannelList:
-    return ChannelList(data=[ChannelOut.of(row) for row in await service.list_channels(session)])
+async def list_channels(session: AdminSession, gateway: AdminGateway) -> ChannelList:
+    rows = await service.list_channels(session)
+    health = await _live_health(gateway, [row.id for row in rows])
+    return ChannelList(data=[ChannelOut.of(row, health.get(row.id)) for row in rows])
 
 
 @router.post("/channels", status_code=201, response_model=ChannelOut)
@@ -49,8 +78,10 @@ async def create_channel(body: ChannelCreate, session: AdminSession) -> ChannelO
 
 
 @router.get("/channels/{channel_id}", response_model=ChannelOut)
-async def get_channel(channel_id: str, session: AdminSession) -> ChannelOut:
-    return ChannelOut.of(await service.get_channel(session, channel_id))
+async def get_channel(channel_id: str, session: AdminSession, gateway: AdminGateway) -> ChannelOut:
+    row = await service.get_channel(session, channel_id)
+    health = await _live_health(gateway, [row.id])
+    return ChannelOut.of(row, health.get(row.id))
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelOut)

@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, String
+from sqlalchemy import JSON, Boolean, Float, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Fixed4, UTCDateTime, utcnow
@@ -48,5 +48,8 @@ class Channel(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     timeout_s: Mapped[float] = mapped_column(Float, default=120.0)
     max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A timeout after the request was sent may still be generated (and billed) upstream; only
+    # where the operator says so is such a request tried again on another channel.
+    retry_ambiguous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

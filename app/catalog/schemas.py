@@ -99,6 +99,9 @@ class ChannelFields(_AcceptsWhatGetReturns):
     enabled: bool | None = None
     timeout_s: float | None = Field(None, gt=0, le=900)
     max_concurrency: int | None = Field(None, ge=1)
+    retry_ambiguous: bool | None = Field(
+        None, description="Fail over after a timeout mid-request (the upstream may bill twice)."
+    )
 
     @field_validator("provider")
     @classmethod
@@ -128,6 +131,16 @@ class ChannelCreate(ChannelFields):
     provider: str
 
 
+class ChannelHealthOut(BaseModel):
+    state: str = Field(description="closed | open | half_open | cooling")
+    consecutive_failures: int
+    success_rate: float | None = Field(description="Share of the last 50 calls that succeeded.")
+    latency_ms_p50: int | None
+    last_error: str | None = Field(description="Last upstream error, credentials removed.")
+    last_error_at: datetime | None
+    retry_at: datetime | None = Field(description="When an open or cooling channel is tried again.")
+
+
 class ChannelOut(BaseModel):
     id: str
     name: str
@@ -141,11 +154,13 @@ class ChannelOut(BaseModel):
     enabled: bool
     timeout_s: float
     max_concurrency: int | None
+    retry_ambiguous: bool
     created_at: datetime
     updated_at: datetime
+    health: ChannelHealthOut | None = Field(None, description="Live health, read-only.")
 
     @classmethod
-    def of(cls, row: Channel) -> ChannelOut:
+    def of(cls, row: Channel, health: ChannelHealthOut | None = None) -> ChannelOut:
         return cls(
             id=row.id,
             name=row.name,
@@ -159,8 +174,10 @@ class ChannelOut(BaseModel):
             enabled=row.enabled,
             timeout_s=row.timeout_s,
             max_concurrency=row.max_concurrency,
+            retry_ambiguous=row.retry_ambiguous,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            health=health,
         )
 
 

@@ -50,6 +50,7 @@ class ChannelSpec:
     enabled: bool
     timeout_s: float
     max_concurrency: int | None
+    retry_ambiguous: bool = False
 
     def upstream_model(self, model_id: str) -> str | None:
         """The upstream model this channel calls for a catalog model, or None if it does not serve it."""
@@ -111,6 +112,7 @@ def channel_spec(row: Channel) -> ChannelSpec:
         enabled=row.enabled,
         timeout_s=row.timeout_s,
         max_concurrency=row.max_concurrency,
+        retry_ambiguous=row.retry_ambiguous,
     )
 
 

@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -15,7 +15,7 @@ from redis.exceptions import WatchError
 
 from app.routing.breaker import RECENT, BreakerPolicy, BreakerState
 
-Transition = Callable[[BreakerState, float], bool]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class HealthStore(Protocol):
 
     async def states(self, channel_ids: Iterable[str]) -> dict[str, BreakerState]: ...
 
-    async def update(self, channel_id: str, transition: Transition) -> bool:
+    async def update(self, channel_id: str, transition: Callable[[BreakerState, float], T]) -> T:
         """Apply `transition(state, now)` atomically; returns what the transition returned."""
         ...
 
@@ -68,7 +68,7 @@ class MemoryHealthStore:
     async def states(self, channel_ids: Iterable[str]) -> dict[str, BreakerState]:
         return {cid: self._states.get(cid, BreakerState()) for cid in channel_ids}
 
-    async def update(self, channel_id: str, transition: Transition) -> bool:
+    async def update(self, channel_id: str, transition: Callable[[BreakerState, float], T]) -> T:
         state = self._states.setdefault(channel_id, BreakerState())
         return transition(state, time.time())  # no await in between: atomic within the process
 
@@ -105,7 +105,7 @@ class RedisHealthStore:
             states[cid] = state
         return states
 
-    async def update(self, channel_id: str, transition: Transition) -> bool:
+    async def update(self, channel_id: str, transition: Callable[[BreakerState, float], T]) -> T:
         key = self.prefix + channel_id
         for attempt in range(200):
             async with self.redis.pipeline(transaction=True) as pipe:

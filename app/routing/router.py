@@ -1,18 +1,23 @@
-"""Calls the adapters for a request: ordered channels, failover on retryable errors, a deadline.
+"""Calls the adapters for a request: channels in order, failover, circuit breaking, a deadline.
 
-The channel that actually served is returned, because its multiplier decides the charge.
+Order: highest priority first, weighted random within a priority, skipping channels whose circuit
+is open or that are cooling after a 429, unless every channel is open (the last one standing is
+never ejected). Failover happens on retryable errors only, within `max_attempts` and the
+request's deadline. The channel that actually served is returned, because its multiplier
+decides the charge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.catalog.snapshot import ChannelSpec
-from app.errors import GatewayError, NoChannelAvailable, UpstreamFailed, UpstreamTimedOut
+from app.errors import GatewayError, NoChannelAvailable, RateLimited, UpstreamFailed, UpstreamTimedOut
 from app.generation.types import ImageRequest, ImageResult
 from app.providers.base import ImageProvider
 from app.providers.credentials import scrub_secrets
@@ -23,14 +28,22 @@ from app.providers.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
+from app.routing.breaker import BreakerState
+from app.routing.health import HealthStore
 from app.routing.selection import Candidate, order_candidates
+from app.routing.slots import ChannelSlots
+
+MAX_RETRY_AFTER_S = 120  # the openai SDK gives up on larger Retry-After values
+# Upstream statuses that mean the channel itself is broken (credentials, retired model), not
+# this request: they count against the channel's health.
+CHANNEL_FAULT_STATUSES = frozenset({401, 403, 404})
 
 
 @dataclass
 class Attempt:
     channel_id: str
     channel: str
-    outcome: str  # ok | filtered | retryable | rejected | ambiguous
+    outcome: str  # ok | filtered | retryable | rate_limited | rejected | ambiguous | busy
     latency_ms: int
     status: int | None = None
     error: str | None = None
@@ -64,18 +77,39 @@ class RoutingFailed(Exception):
         self.attempts = attempts
 
 
+@dataclass
+class _Run:
+    """The bookkeeping of one request's trip through the channels."""
+
+    deadline: float
+    attempts: list[Attempt] = field(default_factory=list)
+    calls: int = 0
+    last: UpstreamError | None = None
+    last_channel: ChannelSpec | None = None
+    rate_limits: list[float | None] = field(default_factory=list)
+    busy: int = 0
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
 class ChannelRouter:
     def __init__(
         self,
         providers: dict[str, ImageProvider],
+        health: HealthStore,
         *,
         max_attempts: int,
         deadline_s: float,
+        slot_wait_s: float = 2.0,
         rng: random.Random | None = None,
     ) -> None:
         self.providers = providers
+        self.health = health
+        self.slots = ChannelSlots()
         self.max_attempts = max_attempts
         self.deadline_s = deadline_s
+        self.slot_wait_s = slot_wait_s
         self._rng = rng or random.Random()
 
     def provider_for(self, channel: ChannelSpec) -> ImageProvider | None:
@@ -98,43 +132,135 @@ class ChannelRouter:
         return able, refused
 
     async def run(self, request: ImageRequest, candidates: list[Candidate]) -> Routed:
-        attempts: list[Attempt] = []
-        deadline = time.monotonic() + self.deadline_s
-        last: UpstreamError | None = None
-        last_channel: ChannelSpec | None = None
-        for channel, upstream in order_candidates(candidates, self._rng)[: self.max_attempts]:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        run = _Run(deadline=time.monotonic() + self.deadline_s)
+        ordered = order_candidates(candidates, self._rng)
+        states = await self.health.states(channel.id for channel, _ in ordered)
+        for channel, upstream in self._admissible(ordered, states):
+            if run.calls >= self.max_attempts or run.remaining() <= 0:
                 break
-            provider = self.providers[channel.provider]
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(min(channel.timeout_s, remaining)):
-                    result = await provider.generate(request, channel, upstream)
-            except ContentFiltered as exc:
-                attempts.append(_attempt(channel, "filtered", started))
-                return Routed(ImageResult([], exc.reasons), channel, upstream, attempts)
-            except UpstreamRetryable as exc:
-                attempts.append(_attempt(channel, "retryable", started, exc))
-                last, last_channel = exc, channel
+            if not await self._may_try(channel, states[channel.id]):
                 continue
-            except UpstreamRejected as exc:
-                attempts.append(_attempt(channel, "rejected", started, exc))
-                raise RoutingFailed(rejected_error(exc, channel), attempts) from exc
-            except (UpstreamAmbiguous, TimeoutError) as exc:
-                error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("timed out")
-                attempts.append(_attempt(channel, "ambiguous", started, error))
-                # The upstream may have generated (and billed) already: no blind retry.
-                raise RoutingFailed(
-                    UpstreamTimedOut("The upstream did not answer in time.", headers={"x-should-retry": "false"}),
-                    attempts,
-                ) from exc
-            attempts.append(_attempt(channel, "ok", started))
-            return Routed(result, channel, upstream, attempts)
-        if last_channel is None or last is None:
-            raise RoutingFailed(NoChannelAvailable("No channel is available for this model right now."), attempts)
-        message = scrub_secrets(last.message, last_channel)
-        raise RoutingFailed(UpstreamFailed(f"Every channel failed; last error: {message}"), attempts)
+            async with self.slots.slot(channel, min(self.slot_wait_s, run.remaining())) as got_slot:
+                if not got_slot:
+                    run.busy += 1
+                    run.attempts.append(_attempt(channel, "busy", time.monotonic()))
+                    continue
+                run.calls += 1
+                routed = await self._call(run, request, channel, upstream, states[channel.id])
+            if routed is not None:
+                return routed
+        raise RoutingFailed(self._exhausted(run, ordered, states), run.attempts)
+
+    def _admissible(self, ordered: list[Candidate], states: dict[str, BreakerState]) -> list[Candidate]:
+        now = time.time()
+        open_or_cooling = [c for c in ordered if states[c[0].id].phase(now) in ("open", "cooling")]
+        usable = [c for c in ordered if c not in open_or_cooling]
+        if usable:
+            return usable
+        # Every channel is ejected. One whose circuit is open is still tried (the soonest to
+        # recover), so a burst of failures can never take a model offline by itself; a channel
+        # that is cooling after a 429 is not, because the upstream told us when to come back.
+        open_only = [c for c in ordered if states[c[0].id].phase(now) == "open"]
+        return sorted(open_only, key=lambda c: states[c[0].id].available_at(now))[:1]
+
+    async def _may_try(self, channel: ChannelSpec, state: BreakerState) -> bool:
+        if state.phase(time.time()) != "half_open":
+            return True
+        policy = self.health.policy
+        return await self.health.update(channel.id, lambda s, now: s.claim_probe(now, policy))
+
+    async def _call(
+        self, run: _Run, request: ImageRequest, channel: ChannelSpec, upstream: str, state: BreakerState
+    ) -> Routed | None:
+        """One upstream call. Returns the result, None to fail over, or raises RoutingFailed."""
+        provider = self.providers[channel.provider]
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(min(channel.timeout_s, run.remaining())):
+                result = await provider.generate(request, channel, upstream)
+        except ContentFiltered as exc:
+            await self._healthy(channel, state, started)
+            run.attempts.append(_attempt(channel, "filtered", started))
+            return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts)
+        except UpstreamRetryable as exc:
+            limited = exc.status == 429
+            await self._unhealthy(channel, exc, started, rate_limited=limited)
+            run.attempts.append(_attempt(channel, "rate_limited" if limited else "retryable", started, exc))
+            if limited:
+                run.rate_limits.append(exc.retry_after_s)
+            run.last, run.last_channel = exc, channel
+            return None
+        except UpstreamRejected as exc:
+            if exc.status in CHANNEL_FAULT_STATUSES:
+                await self._unhealthy(channel, exc, started)
+            run.attempts.append(_attempt(channel, "rejected", started, exc))
+            raise RoutingFailed(rejected_error(exc, channel), run.attempts) from exc
+        except (UpstreamAmbiguous, TimeoutError) as exc:
+            error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("the upstream timed out")
+            await self._unhealthy(channel, error, started)
+            run.attempts.append(_attempt(channel, "ambiguous", started, error))
+            run.last, run.last_channel = error, channel
+            # The upstream may have generated (and billed) this already, so another channel is
+            # tried only where the operator allows it for this channel.
+            if channel.retry_ambiguous and run.remaining() > 0:
+                return None
+            raise RoutingFailed(
+                UpstreamTimedOut(
+                    "The upstream did not answer in time; nothing was charged.", headers={"x-should-retry": "false"}
+                ),
+                run.attempts,
+            ) from exc
+        await self._healthy(channel, state, started)
+        run.attempts.append(_attempt(channel, "ok", started))
+        return Routed(result, channel, upstream, run.attempts)
+
+    async def _healthy(self, channel: ChannelSpec, state: BreakerState, started: float) -> None:
+        if not state.is_clean(time.time()):
+            await self.health.update(channel.id, lambda s, _now: s.succeeded())
+        await self.health.remember(channel.id, True, _ms(started))
+
+    async def _unhealthy(
+        self, channel: ChannelSpec, exc: UpstreamError, started: float, *, rate_limited: bool = False
+    ) -> None:
+        policy = self.health.policy
+        message = scrub_secrets(exc.message, channel)[:300]
+        retry_after = exc.retry_after_s if isinstance(exc, UpstreamRetryable) else None
+
+        def transition(state: BreakerState, now: float) -> None:
+            if rate_limited:
+                state.rate_limited(now, retry_after, message, policy)
+            else:
+                state.failed(now, message, policy)
+
+        await self.health.update(channel.id, transition)
+        await self.health.remember(channel.id, False, _ms(started))
+
+    def _exhausted(self, run: _Run, ordered: list[Candidate], states: dict[str, BreakerState]) -> GatewayError:
+        if run.calls == 0:
+            now = time.time()
+            soonest = min((states[c.id].available_at(now) for c, _ in ordered), default=now)
+            wait = 1 if run.busy else _retry_after(soonest - now)
+            if any(states[c.id].phase(now) == "cooling" for c, _ in ordered) and not run.busy:
+                return RateLimited(
+                    f"Every channel serving this model is rate limited upstream; retry after {wait} s.",
+                    headers={"retry-after": str(wait)},
+                )
+            return NoChannelAvailable(
+                f"Every channel serving this model is busy or recovering; retry after {wait} s.",
+                headers={"retry-after": str(wait)},
+            )
+        if run.rate_limits and len(run.rate_limits) == run.calls:
+            known = [s for s in run.rate_limits if s is not None]
+            wait = _retry_after(min(known) if known else self.health.policy.default_rate_limit_cooldown_s)
+            return RateLimited(
+                f"Every channel serving this model is rate limited upstream; retry after {wait} s.",
+                headers={"retry-after": str(wait)},
+            )
+        if run.remaining() <= 0:
+            return UpstreamTimedOut("The request's deadline passed before any channel answered; nothing was charged.")
+        assert run.last is not None and run.last_channel is not None
+        message = scrub_secrets(run.last.message, run.last_channel)
+        return UpstreamFailed(f"Every channel failed; last error: {message}")
 
 
 def rejected_error(exc: UpstreamRejected, channel: ChannelSpec) -> GatewayError:
@@ -143,12 +269,20 @@ def rejected_error(exc: UpstreamRejected, channel: ChannelSpec) -> GatewayError:
     return UpstreamFailed(f"The upstream rejected the request: {message}", headers={"x-should-retry": "false"})
 
 
+def _retry_after(seconds: float) -> int:
+    return max(1, min(MAX_RETRY_AFTER_S, math.ceil(seconds)))
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
 def _attempt(channel: ChannelSpec, outcome: str, started: float, exc: UpstreamError | None = None) -> Attempt:
     return Attempt(
         channel_id=channel.id,
         channel=channel.name,
         outcome=outcome,
-        latency_ms=int((time.monotonic() - started) * 1000),
+        latency_ms=_ms(started),
         status=exc.status if exc else None,
         error=scrub_secrets(exc.message, channel)[:300] if exc else None,
     )
