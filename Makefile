@@ -28,8 +28,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The suite waits on sockets and subprocesses far more than on the CPU: four workers on two cores.
 pytest: venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4
 
 ## Every check CI runs: lint, types, and the whole test suite on SQLite and PostgreSQL.
 test: lint typecheck pytest
