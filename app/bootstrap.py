@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.catalog.defaults import LOCAL_CHANNEL, default_model_rows, extra_first_start_channels
 from app.catalog.models import CatalogModel, Channel
 from app.db import Database, new_id, utcnow
+from app.files.service import ensure_signing_key
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _LOCK_ID = 7_271_001  # arbitrary constant naming "image-gateway migrations" for pg_advisory_lock
@@ -49,6 +50,7 @@ async def migrate(database_url: str) -> None:
                 await connection.commit()
                 async with AsyncSession(bind=connection) as session, session.begin():
                     await seed_first_start(session)
+                    await ensure_signing_key(session)
                 await connection.commit()
             finally:
                 if postgres:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,18 +10,18 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.accounts.admin_api import router as accounts_admin
-from app.api import caller, google_relay, health, images
+from app.api import caller, files, google_relay, health, images, tasks
 from app.api.errors import install_error_handlers
 from app.api.google_wire import PredictBody
 from app.api.middleware import RequestIdMiddleware
 from app.api.unified_wire import ImagesGenerationBody
 from app.billing.admin_api import router as billing_admin
-from app.billing.sweeper import run_sweeper
 from app.catalog.admin_api import router as catalog_admin
 from app.keys.admin_api import router as keys_admin
 from app.observability.logs import quiet_secret_bearing_loggers
 from app.runtime import open_gateway
 from app.settings import Settings
+from app.tasks.background import Background
 
 DESCRIPTION = """
 One endpoint for every image-generation model the company pays for. Call
@@ -41,21 +39,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_gateway(settings) as gateway:
             app.state.gateway = gateway
-            sweeper = asyncio.create_task(
-                run_sweeper(gateway.db, settings.hold_timeout_s, settings.sweep_interval_s),
-                name="hold-sweeper",
-            )
+            background = Background(gateway, run_worker=settings.run_worker)
+            background.start()
             try:
                 yield
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                await background.stop(settings.shutdown_grace_s)
 
     app = FastAPI(title="Image Gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for router in (images.router, google_relay.router, caller.router, health.router):
+    for router in (images.router, tasks.router, files.router, google_relay.router, caller.router, health.router):
         app.include_router(router)
     for router in (accounts_admin, keys_admin, catalog_admin, billing_admin):
         app.include_router(router)

@@ -4,6 +4,19 @@ from app.accounts.models import Account
 from app.billing.models import LedgerEntry, UsageRecord
 from app.catalog.models import CatalogModel, Channel
 from app.db import Base
+from app.files.models import InstanceSecret, StoredFile
 from app.keys.models import ApiKey
+from app.tasks.models import Task
 
-__all__ = ["Account", "ApiKey", "Base", "CatalogModel", "Channel", "LedgerEntry", "UsageRecord"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Base",
+    "CatalogModel",
+    "Channel",
+    "InstanceSecret",
+    "LedgerEntry",
+    "StoredFile",
+    "Task",
+    "UsageRecord",
+]

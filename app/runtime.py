@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from redis.asyncio import Redis
@@ -12,6 +13,9 @@ from starlette.requests import Request
 
 from app.catalog.snapshot import CatalogCache
 from app.db import Database
+from app.files.blobs import open_blob_store
+from app.files.service import FileStore, load_signing_key
+from app.files.signing import UrlSigner
 from app.generation.service import GenerationService
 from app.keys.auth import KeyCache
 from app.providers.base import ImageProvider
@@ -33,6 +37,10 @@ class Gateway:
     health: HealthStore
     router: ChannelRouter
     generation: GenerationService
+    files: FileStore
+    # Callbacks go to addresses callers chose: a client of their own that ignores proxy
+    # settings and carries none of the upstream client's defaults.
+    callback_http: httpx.AsyncClient
     redis: Redis | None = None
 
     def invalidate_caches(self) -> None:
@@ -50,10 +58,18 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         follow_redirects=False,
     )
+    callback_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=httpx.Timeout(15.0))
     # Shared state for several replicas lives in Redis when it is configured.
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         catalog = CatalogCache(db, settings.cache_ttl_s)
+        async with db.sessions() as session:
+            signing_key = await load_signing_key(session)
+        files = FileStore(
+            open_blob_store(settings.blob_url, settings.data_dir),
+            UrlSigner(signing_key, settings.file_url_ttl_s),
+            timedelta(days=settings.retention_days),
+        )
         providers = build_providers(http)
         policy = BreakerPolicy(failure_threshold=settings.breaker_failures, base_cooldown_s=settings.breaker_cooldown_s)
         health: HealthStore = RedisHealthStore(redis, policy) if redis else MemoryHealthStore(policy)
@@ -73,11 +89,14 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             providers=providers,
             health=health,
             router=router,
-            generation=GenerationService(db, router, catalog),
+            generation=GenerationService(db, router, catalog, files, settings.hold_timeout_s),
+            files=files,
+            callback_http=callback_http,
             redis=redis,
         )
     finally:
         await http.aclose()
+        await callback_http.aclose()
         if redis is not None:
             await redis.aclose()
         await db.dispose()

@@ -37,6 +37,21 @@ class Settings(BaseSettings):
     # doubles on every failed probe, up to 5 minutes).
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=5.0, gt=0)
+    # Tasks: results, files and metadata are kept this long, then deleted with their files.
+    retention_days: float = Field(default=7.0, gt=0)
+    # Signed file URLs stay valid this long after they are issued.
+    file_url_ttl_s: int = Field(default=24 * 3600, gt=0)
+    # A worker holds a task for this long and renews it while working; a crashed worker's task
+    # is taken over once its lease lapses.
+    task_lease_s: float = Field(default=30.0, gt=0)
+    # Callback retries wait 1, 6, 30, 180, 720, 2160 and 4320 times this (10 s: up to 12 h).
+    callback_retry_base_s: float = Field(default=10.0, gt=0)
+    # On shutdown, running tasks get this long to finish before they go back to the queue.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    # Tasks one worker runs at once.
+    worker_concurrency: int = Field(default=4, ge=1)
+    # How often an idle worker looks for queued tasks and due callbacks.
+    worker_poll_s: float = Field(default=0.5, gt=0)
     # How long a request waits for a slot on a channel at its max_concurrency before moving on.
     channel_slot_wait_s: float = Field(default=2.0, ge=0)
 

@@ -54,6 +54,7 @@ def _terms(account_id: str, hold: str = "8") -> holds.HoldTerms:
         model_multiplier=Decimal(1),
         images_requested=1,
         hold_credits=Decimal(hold),
+        hold_until=utcnow() + timedelta(minutes=15),
     )
 
 
@@ -114,11 +115,11 @@ async def test_sweeper_releases_holds_of_crashed_requests(gw: Harness) -> None:
         await session.execute(
             update(UsageRecord)
             .where(UsageRecord.id == terms.request_id)
-            .values(created_at=utcnow() - timedelta(hours=1))
+            .values(created_at=utcnow() - timedelta(hours=1), hold_until=utcnow() - timedelta(minutes=1))
         )
     async with db.sessions() as session:
         problems = await check_ledger(session, hold_timeout_s=60)
-    assert any("hold open longer" in p for p in problems)
+    assert any("hold open past its deadline" in p for p in problems)
 
     assert await expire_stale_holds(db, hold_timeout_s=60) == 1
     assert await expire_stale_holds(db, hold_timeout_s=60) == 0

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from app.api.errors import describe_validation_errors
 from app.billing.amounts import render
 from app.errors import InvalidValue, UnsupportedParameter
+from app.files.signing import UrlSigner
 from app.generation.service import Billing, Generated
 from app.generation.types import ASPECT_RATIOS, DIMENSIONS, ImageRequest
 
@@ -84,16 +85,6 @@ def parse_images_request(raw: dict[str, Any]) -> tuple[ImageRequest, ImagesGener
         raise InvalidValue("prompt must not be blank.", param="prompt")
     if body.n is not None and body.num_images is not None and body.n != body.num_images:
         raise InvalidValue(f"n ({body.n}) and num_images ({body.num_images}) disagree; send one.", param="n")
-    if body.callback_url is not None or body.async_:
-        raise UnsupportedParameter(
-            "Asynchronous requests (callback_url, async) are not available on this gateway yet.",
-            param="callback_url" if body.callback_url is not None else "async",
-        )
-    if body.response_format == "url":
-        raise UnsupportedParameter(
-            "response_format 'url' is not available on this gateway yet; use 'b64_json'.",
-            param="response_format",
-        )
     aspect_ratio, image_size = _dimensions(body)
     return (
         ImageRequest(
@@ -179,12 +170,16 @@ def billing_body(billing: Billing) -> dict[str, Any]:
     }
 
 
-def render_images_response(generated: Generated) -> bytes:
+def render_images_response(generated: Generated, signer: UrlSigner, base_url: str) -> bytes:
+    if generated.files:
+        data = [{"url": signer.url(base_url, f.id), "mime_type": f.content_type} for f in generated.files]
+    else:
+        data = [{"b64_json": image.b64, "mime_type": image.mime_type} for image in generated.images]
     body = {
         "id": generated.request_id,
         "created": generated.created,
         "model": generated.model.id,
-        "data": [{"b64_json": image.b64, "mime_type": image.mime_type} for image in generated.images],
+        "data": data,
         "filtered": [{"reason": reason} for reason in generated.filtered_reasons],
         "billing": billing_body(generated.billing),
     }

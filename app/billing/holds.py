@@ -38,6 +38,7 @@ class HoldTerms:
     model_multiplier: Decimal
     images_requested: int
     hold_credits: Decimal
+    hold_until: datetime
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -86,6 +87,7 @@ async def place_hold(session: AsyncSession, terms: HoldTerms) -> None:
             unit_credits=terms.unit_credits,
             model_multiplier=terms.model_multiplier,
             images_requested=terms.images_requested,
+            hold_until=terms.hold_until,
             user=terms.user,
             request_metadata=terms.metadata,
         )

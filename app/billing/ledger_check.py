@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement, func, select, type_coerce
@@ -12,7 +11,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.accounts.models import Account
 from app.billing.amounts import charge, render
 from app.billing.models import LedgerEntry, UsageRecord
-from app.db import Fixed4, utcnow
+from app.billing.sweeper import stale_hold_condition
+from app.db import Fixed4
 
 
 def _sum(column: InstrumentedAttribute[Decimal]) -> ColumnElement[Decimal]:
@@ -52,13 +52,8 @@ async def check_ledger(session: AsyncSession, hold_timeout_s: float) -> list[str
                 f"account {account.id}: overdrawn (balance {render(account.balance)}, held {render(account.held)})"
             )
 
-    cutoff = utcnow() - timedelta(seconds=hold_timeout_s)
-    stale = (
-        await session.scalars(
-            select(UsageRecord.id).where(UsageRecord.status == "pending", UsageRecord.created_at < cutoff)
-        )
-    ).all()
-    problems.extend(f"request {rid}: hold open longer than {int(hold_timeout_s)} s" for rid in stale)
+    stale = (await session.scalars(select(UsageRecord.id).where(stale_hold_condition(hold_timeout_s)))).all()
+    problems.extend(f"request {rid}: hold open past its deadline" for rid in stale)
 
     charges = {
         entry.request_id: entry

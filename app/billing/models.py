@@ -39,6 +39,7 @@ class UsageRecord(Base):
     __table_args__ = (
         Index("ix_usage_account_created", "account_id", "created_at"),
         Index("ix_usage_status_created", "status", "created_at"),
+        Index("ix_usage_status_hold_until", "status", "hold_until"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -67,3 +68,6 @@ class UsageRecord(Base):
     request_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # While pending: after this moment the hold belongs to a crashed process and is expired.
+    # Synchronous requests get minutes; queued tasks keep theirs until their retention ends.
+    hold_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from app.billing import holds
 from app.billing.models import UsageRecord
@@ -15,17 +14,24 @@ from app.db import Database, utcnow
 log = logging.getLogger("app.billing.sweeper")
 
 
+def stale_hold_condition(hold_timeout_s: float) -> ColumnElement[bool]:
+    """Pending holds past their deadline (records from before deadlines existed: past the timeout)."""
+    now = utcnow()
+    return and_(
+        UsageRecord.status == "pending",
+        or_(
+            UsageRecord.hold_until < now,
+            and_(UsageRecord.hold_until.is_(None), UsageRecord.created_at < now - timedelta(seconds=hold_timeout_s)),
+        ),
+    )
+
+
 async def expire_stale_holds(db: Database, hold_timeout_s: float) -> int:
-    """Release every hold older than the timeout. Each release is its own compare-and-set, so a
+    """Release every hold past its deadline. Each release is its own compare-and-set, so a
     request that settles at the same moment wins or loses cleanly: never both."""
-    cutoff = utcnow() - timedelta(seconds=hold_timeout_s)
     async with db.sessions() as session:
         stale = (
-            await session.scalars(
-                select(UsageRecord.id)
-                .where(UsageRecord.status == "pending", UsageRecord.created_at < cutoff)
-                .limit(1000)
-            )
+            await session.scalars(select(UsageRecord.id).where(stale_hold_condition(hold_timeout_s)).limit(1000))
         ).all()
     expired = 0
     for request_id in stale:
@@ -36,12 +42,3 @@ async def expire_stale_holds(db: Database, hold_timeout_s: float) -> int:
     if expired:
         log.warning("released %d hold(s) left open by a crashed process", expired)
     return expired
-
-
-async def run_sweeper(db: Database, hold_timeout_s: float, interval_s: float) -> None:
-    while True:
-        try:
-            await expire_stale_holds(db, hold_timeout_s)
-        except Exception:  # a database blip must not end the loop; the next pass retries
-            log.exception("hold sweep failed")
-        await asyncio.sleep(interval_s)

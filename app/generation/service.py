@@ -1,29 +1,46 @@
 """The one generation pipeline. Every route (unified, OpenAI, Google-native) and every task
-calls `GenerationService.generate`; there is no second copy of these steps.
+goes through `GenerationService`; there is no second copy of these steps.
 
-resolve model → validate → authorise → pick able channels → hold → route → settle → result.
-No database session is open while an upstream is called: hold and settle are two short
-transactions on either side of it.
+resolve model → validate → authorise → pick able channels → hold → route → [store files] →
+settle → result. No database session is open while an upstream is called: hold and settle are
+two short transactions on either side of it. Tasks split the two halves (`admit` at submission,
+`execute` in a worker) and hook their own rows into the same two transactions, so a task's state
+and its money always change together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
 from app.billing.amounts import charge
 from app.catalog.snapshot import CatalogSnapshot, ModelSpec
-from app.db import Database, new_id
-from app.errors import ModelNotAllowed, ModerationBlocked, NoChannelAvailable, UnsupportedParameter
+from app.db import Database, new_id, utcnow
+from app.errors import (
+    GatewayError,
+    ModelNotAllowed,
+    ModerationBlocked,
+    NoChannelAvailable,
+    UnsupportedParameter,
+)
+from app.files.models import StoredFile
+from app.files.service import FileStore
 from app.generation.types import GeneratedImage, ImageRequest
 from app.generation.validate import check_capabilities, resolve_model
 from app.keys.auth import Caller
 from app.routing.router import Attempt, ChannelRouter, Routed, RoutingFailed
 from app.routing.selection import Candidate
+
+log = logging.getLogger("app.generation")
 
 
 class CatalogSource(Protocol):
@@ -51,6 +68,7 @@ class Generated:
     filtered_reasons: list[str]
     billing: Billing
     provider: str
+    files: list[StoredFile] = field(default_factory=list)  # when the caller asked for URLs
 
 
 class AllImagesFiltered(ModerationBlocked):
@@ -65,6 +83,18 @@ class AllImagesFiltered(ModerationBlocked):
         self.reasons = reasons
 
 
+class StorageFailed(GatewayError):
+    status = 503
+    code = "storage_unavailable"
+    type = "server_error"
+
+
+# Hooks that run inside the hold / settle transactions (tasks write their rows there).
+OnHold = Callable[[AsyncSession, holds.HoldTerms], Awaitable[None]]
+OnSettled = Callable[[AsyncSession, Generated], Awaitable[None]]
+OnFailed = Callable[[AsyncSession, str, GatewayError], Awaitable[None]]
+
+
 @dataclass
 class Admitted:
     """A request that passed validation and holds credits: what `execute` needs to finish it."""
@@ -75,17 +105,40 @@ class Admitted:
     candidates: list[Candidate] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Finish:
+    """What else must happen in the settle transaction (nothing, for a synchronous request)."""
+
+    on_settled: OnSettled | None = None
+    on_failed: OnFailed | None = None
+    # Asked when the work is cancelled: True means "keep the hold, this will run again" (a task
+    # whose worker is shutting down), False means the caller is gone and the hold is released.
+    requeue_on_cancel: Callable[[], bool] = lambda: False
+
+
 class GenerationService:
-    def __init__(self, db: Database, router: ChannelRouter, catalog: CatalogSource) -> None:
+    def __init__(
+        self, db: Database, router: ChannelRouter, catalog: CatalogSource, files: FileStore, hold_timeout_s: float
+    ) -> None:
         self.db = db
         self.router = router
         self.catalog = catalog
+        self.files = files
+        self.hold_timeout_s = hold_timeout_s
 
     async def generate(self, caller: Caller, request: ImageRequest, endpoint: str) -> Generated:
         admitted = await self.admit(caller, request, endpoint)
         return await self.execute(admitted)
 
-    async def admit(self, caller: Caller, request: ImageRequest, endpoint: str) -> Admitted:
+    async def admit(
+        self,
+        caller: Caller,
+        request: ImageRequest,
+        endpoint: str,
+        *,
+        hold_for: timedelta | None = None,
+        on_hold: OnHold | None = None,
+    ) -> Admitted:
         """Validate and hold. Raises a 4xx GatewayError (nothing held) or 402."""
         snapshot = await self.catalog.get()
         model, candidates = self._plan(snapshot, caller, request)
@@ -101,29 +154,69 @@ class GenerationService:
             images_requested=request.n,
             # Enough for the most expensive channel that could serve; settlement charges the one that did.
             hold_credits=charge(model.credits_per_image, model.multiplier, top_multiplier, request.n),
+            hold_until=utcnow() + (hold_for or timedelta(seconds=self.hold_timeout_s)),
             user=request.user,
             metadata=dict(request.metadata),
         )
         async with self.db.transaction() as session:
             await holds.place_hold(session, terms)
+            if on_hold is not None:
+                await on_hold(session, terms)
         return Admitted(terms=terms, request=request, model=model, candidates=candidates)
 
-    async def execute(self, admitted: Admitted) -> Generated:
+    async def readmit(self, terms: holds.HoldTerms, request: ImageRequest) -> Admitted:
+        """Rebuild an admitted request from its hold (a task picked up by a worker, perhaps after
+        a crash). Channels are chosen afresh, but only those the held credits still cover."""
+        snapshot = await self.catalog.get()
+        model = resolve_model(snapshot, terms.model)
+        able, _ = self.router.able(request, snapshot.channels_for(model.id))
+        affordable = [
+            (channel, upstream)
+            for channel, upstream in able
+            if charge(terms.unit_credits, terms.model_multiplier, channel.multiplier, request.n) <= terms.hold_credits
+        ]
+        return Admitted(terms=terms, request=request, model=model, candidates=affordable)
+
+    async def execute(self, admitted: Admitted, finish: Finish | None = None) -> Generated:
         """Call upstream and settle the hold exactly once, whatever happens."""
+        finish = finish or Finish()
         started = time.monotonic()
+        if not admitted.candidates:
+            error = NoChannelAvailable(f"No enabled channel serves {admitted.model.id} within the held credits.")
+            await self._release(admitted, "failed", [], started, error, finish)
+            raise error
         try:
             routed = await self.router.run(admitted.request, admitted.candidates)
         except RoutingFailed as failed:
-            await self._release(admitted, "failed", failed.attempts, started, failed.error.code)
+            await self._release(admitted, "failed", failed.attempts, started, failed.error, finish)
             raise failed.error from None
-        except BaseException:
-            # Cancelled (client gone, shutdown) or a bug: the hold must still end.
-            await asyncio.shield(self._release(admitted, "failed", [], started, "internal_error"))
+        except asyncio.CancelledError:
+            if finish.requeue_on_cancel():
+                raise  # a worker shutting down: the task goes back to the queue, its hold with it
+            # The caller went away or canceled the task: the hold must still end.
+            stop = GatewayError("The request was canceled; nothing was charged.", code="canceled", status=499)
+            await asyncio.shield(self._release(admitted, "canceled", [], started, stop, finish))
             raise
-        try:
-            return await asyncio.shield(self._settle(admitted, routed, started))
         except BaseException:
-            await asyncio.shield(self._release(admitted, "failed", routed.attempts, started, "internal_error"))
+            internal = GatewayError("Internal error; nothing was charged.", code="internal_error", status=500)
+            await asyncio.shield(self._release(admitted, "failed", [], started, internal, finish))
+            raise
+        settling = asyncio.ensure_future(self._settle(admitted, routed, started, finish))
+        try:
+            try:
+                return await asyncio.shield(settling)
+            except asyncio.CancelledError:
+                # The images are here and settling is one short transaction: finish it rather
+                # than cut it in half, then let the cancellation through.
+                await asyncio.wait({settling})
+                settling.result()  # a failed settlement is handled below like any other
+                raise
+        except GatewayError as error:
+            await asyncio.shield(self._release(admitted, _status_of(error), routed.attempts, started, error, finish))
+            raise
+        except BaseException:
+            internal = GatewayError("Internal error; nothing was charged.", code="internal_error", status=500)
+            await asyncio.shield(self._release(admitted, "failed", routed.attempts, started, internal, finish))
             raise
 
     def _plan(
@@ -147,35 +240,52 @@ class GenerationService:
             raise NoChannelAvailable(f"No enabled channel serves {model.id} right now.")
         return model, able
 
-    async def _settle(self, admitted: Admitted, routed: Routed, started: float) -> Generated:
+    async def _settle(self, admitted: Admitted, routed: Routed, started: float, finish: Finish) -> Generated:
         terms = admitted.terms
         delivered = len(routed.result.images)
         if delivered == 0:
-            await self._release(admitted, "filtered", routed.attempts, started, "moderation_blocked", routed)
             raise AllImagesFiltered(terms.request_id, routed.result.filtered_reasons)
+        stored = await self._store(admitted, routed.result.images)
         channel = routed.channel
         credits = charge(terms.unit_credits, terms.model_multiplier, channel.multiplier, delivered)
         outcome = _outcome(routed.attempts, started, routed, delivered=delivered, credits=credits)
+        generated: Generated | None = None
         async with self.db.transaction() as session:
             balance = await holds.capture(session, terms.request_id, outcome)
-        if balance is None:
+            if balance is not None:
+                session.add_all(stored)
+                generated = Generated(
+                    request_id=terms.request_id,
+                    created=int(time.time()),
+                    model=admitted.model,
+                    images=routed.result.images,
+                    filtered_reasons=routed.result.filtered_reasons,
+                    billing=Billing(
+                        images=delivered,
+                        unit_credits=terms.unit_credits,
+                        model_multiplier=terms.model_multiplier,
+                        channel_multiplier=channel.multiplier,
+                        credits=credits,
+                        balance=balance,
+                    ),
+                    provider=channel.provider,
+                    files=stored,
+                )
+                if finish.on_settled is not None:
+                    await finish.on_settled(session, generated)
+        if generated is None:
+            await self.files.discard(stored)
             raise RuntimeError(f"hold {terms.request_id} ended before settlement")
-        return Generated(
-            request_id=terms.request_id,
-            created=int(time.time()),
-            model=admitted.model,
-            images=routed.result.images,
-            filtered_reasons=routed.result.filtered_reasons,
-            billing=Billing(
-                images=delivered,
-                unit_credits=terms.unit_credits,
-                model_multiplier=terms.model_multiplier,
-                channel_multiplier=channel.multiplier,
-                credits=credits,
-                balance=balance,
-            ),
-            provider=channel.provider,
-        )
+        return generated
+
+    async def _store(self, admitted: Admitted, images: list[GeneratedImage]) -> list[StoredFile]:
+        if admitted.request.response_format != "url":
+            return []
+        try:
+            return await self.files.write(images, admitted.terms.account_id, admitted.terms.request_id)
+        except (OSError, ValueError) as exc:
+            log.exception("storing images failed", extra={"request_id": admitted.terms.request_id})
+            raise StorageFailed(f"The images could not be stored ({type(exc).__name__}); nothing was charged.") from exc
 
     async def _release(
         self,
@@ -183,12 +293,18 @@ class GenerationService:
         status: str,
         attempts: list[Attempt],
         started: float,
-        error_code: str,
-        routed: Routed | None = None,
+        error: GatewayError,
+        finish: Finish,
     ) -> None:
-        outcome = _outcome(attempts, started, routed, error_code=error_code)
+        outcome = _outcome(attempts, started, None, error_code=error.code)
         async with self.db.transaction() as session:
-            await holds.release(session, admitted.terms.request_id, status, outcome)
+            released = await holds.release(session, admitted.terms.request_id, status, outcome)
+            if released and finish.on_failed is not None:
+                await finish.on_failed(session, status, error)
+
+
+def _status_of(error: GatewayError) -> str:
+    return "filtered" if isinstance(error, AllImagesFiltered) else "failed"
 
 
 def _outcome(

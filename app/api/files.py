@@ -1,0 +1,57 @@
+"""`GET /v1/files/{id}`: image bytes behind a signed, expiring URL."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.errors import GatewayError, NotFound
+from app.files.blobs import BlobNotFound
+from app.files.models import StoredFile
+from app.keys.auth import authenticate, presented_key
+from app.runtime import gateway_of
+
+router = APIRouter(tags=["files"])
+
+
+class SignatureRejected(GatewayError):
+    status = 403
+    code = "invalid_signature"
+    type = "permission_error"
+
+
+@router.get(
+    "/v1/files/{file_id}",
+    summary="Image bytes",
+    description=(
+        "With `expires` and `sig` from a URL the gateway issued, no key is needed (the URL is the "
+        "permission); 403 when the signature is wrong or expired. Without them, the owning "
+        "account's key works; another account's file is 404."
+    ),
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 403: {}, 404: {}},
+    response_class=Response,
+)
+async def get_file(request: Request, file_id: str, expires: str | None = None, sig: str | None = None) -> Response:
+    gateway = gateway_of(request)
+    signed = expires is not None or sig is not None
+    account_id: str | None = None
+    if signed:
+        if not gateway.files.signer.valid(file_id, expires, sig):
+            raise SignatureRejected("This file URL's signature is wrong or has expired; fetch the task again.")
+    elif presented_key(request) is not None:
+        account_id = (await authenticate(gateway.keys, request)).account_id
+    else:
+        raise SignatureRejected("A signed URL (expires, sig) or an API key is required.")
+    async with gateway.db.sessions() as session:
+        row = await session.get(StoredFile, file_id)
+    if row is None or (account_id is not None and row.account_id != account_id):
+        raise NotFound(f"No file with id {file_id!r}.")
+    try:
+        data = await gateway.files.blobs.get(row.blob_key)
+    except BlobNotFound:
+        raise NotFound(f"The file {file_id!r} has expired.") from None
+    return Response(
+        data,
+        media_type=row.content_type,
+        headers={"cache-control": "private, max-age=3600", "content-length": str(len(data))},
+    )

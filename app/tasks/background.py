@@ -1,0 +1,63 @@
+"""The loops a gateway process runs besides serving HTTP: the task worker, callback delivery,
+retention and the hold sweeper. `serve` runs them in-process (unless GATEWAY_RUN_WORKER=false,
+which keeps only the sweeper); `image-gateway worker` runs them alone on any machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from app.billing.sweeper import expire_stale_holds
+from app.runtime import Gateway
+from app.tasks.callbacks import deliver_due_callbacks
+from app.tasks.retention import purge_expired
+from app.tasks.worker import TaskWorker
+
+log = logging.getLogger("app.tasks")
+RETENTION_INTERVAL_S = 300.0
+
+
+class Background:
+    def __init__(self, gateway: Gateway, *, run_worker: bool) -> None:
+        self.gateway = gateway
+        self.worker = TaskWorker(gateway, concurrency=gateway.settings.worker_concurrency) if run_worker else None
+        self._loops: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        settings = self.gateway.settings
+        self._every("hold-sweeper", settings.sweep_interval_s, self._sweep)
+        if self.worker is not None:
+            self._loops.append(asyncio.create_task(self.worker.run(), name="task-worker"))
+            self._every("callbacks", settings.worker_poll_s, self._callbacks)
+            self._every("retention", RETENTION_INTERVAL_S, self._retention)
+
+    async def stop(self, grace_s: float) -> None:
+        if self.worker is not None:
+            await self.worker.stop(grace_s)
+        for loop in self._loops:
+            loop.cancel()
+        for loop in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    def _every(self, name: str, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception:  # a database blip must not end the loop; the next round retries
+                    log.exception("%s failed", name)
+                await asyncio.sleep(interval_s)
+
+        self._loops.append(asyncio.create_task(loop(), name=name))
+
+    async def _sweep(self) -> int:
+        return await expire_stale_holds(self.gateway.db, self.gateway.settings.hold_timeout_s)
+
+    async def _callbacks(self) -> int:
+        return await deliver_due_callbacks(self.gateway)
+
+    async def _retention(self) -> int:
+        return await purge_expired(self.gateway)

@@ -1,0 +1,100 @@
+"""Announcing finished tasks: a signed POST of the final task object to the task's callback URL,
+retried with growing delays over hours until the receiver answers 2xx.
+
+Every attempt goes through the SSRF guard again (DNS may have changed since submission) and to
+the address that was checked. `webhook-id` stays the same on every retry so receivers can
+de-duplicate; each attempt is recorded on the task.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import orjson
+from sqlalchemy import select, update
+
+from app.accounts.models import Account
+from app.callbacks.delivery import guarded_deliver
+from app.callbacks.signing import webhook_headers
+from app.db import utcnow
+from app.runtime import Gateway
+from app.tasks.models import Task
+from app.tasks.service import render_task
+
+log = logging.getLogger("app.tasks.callbacks")
+
+# Delays after each failed attempt, in units of GATEWAY_CALLBACK_RETRY_BASE_S (10 s by default):
+# 10 s, 1 min, 5 min, 30 min, 2 h, 6 h, 12 h. After the last one the callback is given up.
+BACKOFF = (1, 6, 30, 180, 720, 2160, 4320)
+DELIVERY_TIMEOUT_S = 15.0
+# While one replica delivers, the row is pushed this far into the future so no other takes it.
+CLAIM_S = 120.0
+
+
+async def deliver_due_callbacks(gateway: Gateway, limit: int = 10) -> int:
+    """Attempt every callback that is due (up to `limit`); returns how many were attempted."""
+    claimed = await _claim(gateway, limit)
+    for task_id in claimed:
+        try:
+            await _attempt(gateway, task_id)
+        except Exception:  # one broken row must not stop the others
+            log.exception("callback for %s failed unexpectedly", task_id)
+    return len(claimed)
+
+
+async def _claim(gateway: Gateway, limit: int) -> list[str]:
+    now = utcnow()
+    async with gateway.db.transaction() as session:
+        due = list(
+            (
+                await session.scalars(
+                    select(Task.id)
+                    .where(Task.callback_status == "pending", Task.callback_next_at <= now)
+                    .order_by(Task.callback_next_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+        )
+        if due:
+            await session.execute(
+                update(Task)
+                .where(Task.id.in_(due))
+                .values(callback_next_at=now + timedelta(seconds=CLAIM_S))
+                .execution_options(synchronize_session=False)
+            )
+    return due
+
+
+async def _attempt(gateway: Gateway, task_id: str) -> None:
+    async with gateway.db.sessions() as session:
+        task = await session.get(Task, task_id)
+        account = await session.get(Account, task.account_id) if task is not None else None
+    if task is None or account is None or task.callback_url is None or task.webhook_id is None:
+        return
+    body = orjson.dumps(render_task(task, gateway.files.signer, gateway.settings.public_url))
+    headers = {"content-type": "application/json", **webhook_headers(account.webhook_secret, task.webhook_id, body)}
+    outcome = await guarded_deliver(
+        gateway.callback_http, task.callback_url, gateway.settings.callback_networks, body, headers, DELIVERY_TIMEOUT_S
+    )
+    attempts = task.callback_attempts + 1
+    if outcome.delivered:
+        values: dict[str, object] = {"callback_status": "delivered", "callback_next_at": None}
+    elif attempts > len(BACKOFF):
+        values = {"callback_status": "failed", "callback_next_at": None}
+        log.warning("giving up on the callback of %s after %d attempts: %s", task_id, attempts, outcome.reason)
+    else:
+        delay = BACKOFF[attempts - 1] * gateway.settings.callback_retry_base_s
+        values = {"callback_next_at": utcnow() + timedelta(seconds=delay)}
+    async with gateway.db.transaction() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(
+                callback_attempts=attempts,
+                callback_last_error=None if outcome.delivered else outcome.reason[:300],
+                **values,
+            )
+            .execution_options(synchronize_session=False)
+        )

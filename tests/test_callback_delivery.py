@@ -1,0 +1,307 @@
+"""Callback delivery against real receivers on 127.0.0.1 (allow-listed, as an operator would for a
+local receiver): the body arrives signed so a Standard Webhooks library verifies it, the name the
+caller gave is what the receiver sees (Host header, TLS server name and certificate), and
+anything but a 2xx answer is a failure that is never followed anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from app.accounts.service import new_webhook_secret
+from app.callbacks import guarded_deliver, sign, webhook_headers
+from tests.fakes.dns import FakeResolver
+from tests.processes import free_port
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+TASK = {"id": "task_01", "object": "task", "status": "succeeded", "metadata": {"team": "søk"}}
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+@dataclass
+class Captured:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """A minimal HTTP/1.1 receiver on 127.0.0.1 that records raw requests and answers as scripted."""
+
+    def __init__(self, answer: Answer, tls: ssl.SSLContext | None = None) -> None:
+        self.answer = answer
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[Captured] = []
+        self.server_names: list[str | None] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        if self.tls is not None:
+            self.tls.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self.connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *lines = head.decode("latin-1").split("\r\n")
+            method, target, _version = request_line.split(" ", 2)
+            headers = {}
+            for line in filter(None, lines):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append(Captured(method, target, headers, body))
+            answer = self.answer
+            await asyncio.sleep(answer.delay_s)
+            extra = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items())
+            status_line = f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}\r\n"
+            framing = f"content-length: {len(answer.body)}\r\nconnection: close\r\n"
+            writer.write((status_line + framing + extra + "\r\n").encode() + answer.body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+            self._handlers.discard(handler)
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[list[Receiver]]:
+    started: list[Receiver] = []
+    yield started
+    for receiver in started:
+        await receiver.stop()
+
+
+async def receiver(pool: list[Receiver], answer: Answer | None = None, tls: ssl.SSLContext | None = None) -> Receiver:
+    started = Receiver(answer or Answer(), tls)
+    await started.start()
+    pool.append(started)
+    return started
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        yield client
+
+
+def signed(secret: str, payload: object = TASK, message_id: str = "msg_task_01") -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(payload)
+    return body, webhook_headers(secret, message_id, body)
+
+
+async def test_the_receiver_gets_a_body_that_verifies_with_standard_webhooks(
+    http: httpx.AsyncClient, receivers: list[Receiver]
+) -> None:
+    hook = await receiver(receivers)
+    secret = new_webhook_secret()
+    body, headers = signed(secret)
+
+    outcome = await guarded_deliver(http, f"{hook.url}/hooks/images?team=a%2Fb", LOOPBACK, body, headers, 5.0)
+
+    assert outcome.delivered
+    assert outcome.status_code == 200
+    [got] = hook.requests
+    assert (got.method, got.target) == ("POST", "/hooks/images?team=a%2Fb")
+    assert got.body == body
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["webhook-id"] == "msg_task_01"
+    assert Webhook(secret).verify(got.body, got.headers) == TASK
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(got.body.replace(b"succeeded", b"failed"), got.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(got.body, got.headers)
+
+
+def test_retries_keep_the_id_and_sign_a_fresh_timestamp() -> None:
+    secret = new_webhook_secret()
+    body = orjson.dumps(TASK)
+    now = time.time()
+
+    first = webhook_headers(secret, "msg_1", body, now=now - 120)
+    retry = webhook_headers(secret, "msg_1", body, now=now)
+
+    assert first["webhook-id"] == retry["webhook-id"] == "msg_1"
+    assert int(retry["webhook-timestamp"]) - int(first["webhook-timestamp"]) == 120
+    assert first["webhook-signature"] != retry["webhook-signature"]
+    for headers in (first, retry):
+        assert Webhook(secret).verify(body, headers) == TASK
+    at = datetime.datetime.fromtimestamp(int(now), tz=datetime.UTC)
+    assert sign(secret, "msg_1", int(now), body) == Webhook(secret).sign("msg_1", at, body.decode())
+
+
+async def test_the_receiver_sees_the_callers_host_name_not_the_address(
+    http: httpx.AsyncClient, receivers: list[Receiver]
+) -> None:
+    hook = await receiver(receivers)
+    dns = FakeResolver({"hooks.example.test": ["127.0.0.1"]})
+    body, headers = signed(new_webhook_secret())
+
+    outcome = await guarded_deliver(
+        http, f"http://hooks.example.test:{hook.port}/cb", LOOPBACK, body, headers, 5.0, resolver=dns
+    )
+
+    assert outcome.delivered
+    assert hook.requests[0].headers["host"] == f"hooks.example.test:{hook.port}"
+    # Resolved once by the guard; the connection went to that address without a second lookup
+    # (the name exists only in the fake DNS, so a real lookup would have failed).
+    assert dns.lookups == ["hooks.example.test"]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.example.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("hooks.example.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory
+
+
+async def test_https_callbacks_present_and_verify_the_callers_host_name(
+    certificate: Path, receivers: list[Receiver]
+) -> None:
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(certificate / "cert.pem", certificate / "key.pem")
+    hook = await receiver(receivers, tls=server_tls)
+    dns = FakeResolver({"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]})
+    body, headers = signed(new_webhook_secret())
+    trust = ssl.create_default_context(cafile=str(certificate / "cert.pem"))
+
+    async with httpx.AsyncClient(verify=trust, trust_env=False) as http:
+        named = await guarded_deliver(
+            http, f"https://hooks.example.test:{hook.port}/cb", LOOPBACK, body, headers, 5.0, resolver=dns
+        )
+        # Same address, but a name the certificate does not cover: verification must fail.
+        wrong_name = await guarded_deliver(
+            http, f"https://other.example.test:{hook.port}/cb", LOOPBACK, body, headers, 5.0, resolver=dns
+        )
+
+    assert named.delivered, named
+    assert hook.server_names[0] == "hooks.example.test"
+    assert hook.requests[0].headers["host"] == f"hooks.example.test:{hook.port}"
+    assert wrong_name.kind == "connect"
+    assert len(hook.requests) == 1
+
+
+async def test_any_2xx_is_delivered(http: httpx.AsyncClient, receivers: list[Receiver]) -> None:
+    hook = await receiver(receivers, Answer(status=204, body=b""))
+    body, headers = signed(new_webhook_secret())
+
+    outcome = await guarded_deliver(http, hook.url, LOOPBACK, body, headers, 5.0)
+
+    assert outcome.delivered
+    assert outcome.status_code == 204
+
+
+async def test_a_server_error_is_a_failure_with_a_short_reason(
+    http: httpx.AsyncClient, receivers: list[Receiver]
+) -> None:
+    hook = await receiver(receivers, Answer(status=500, body=b"database is down\n" + b"x" * 50_000))
+    body, headers = signed(new_webhook_secret())
+
+    outcome = await guarded_deliver(http, hook.url + "/cb", LOOPBACK, body, headers, 5.0)
+
+    assert not outcome.delivered
+    assert (outcome.kind, outcome.status_code) == ("http_status", 500)
+    assert "500: database is down" in outcome.reason
+    assert len(outcome.reason) < 260
+
+
+async def test_a_redirect_is_a_failure_and_is_never_followed(
+    http: httpx.AsyncClient, receivers: list[Receiver]
+) -> None:
+    elsewhere = await receiver(receivers)
+    hook = await receiver(receivers, Answer(status=302, headers={"location": f"{elsewhere.url}/internal"}))
+    body, headers = signed(new_webhook_secret())
+
+    outcome = await guarded_deliver(http, hook.url + "/cb", LOOPBACK, body, headers, 5.0)
+
+    assert (outcome.kind, outcome.status_code) == ("redirect", 302)
+    assert f"{elsewhere.url}/internal" in outcome.reason
+    assert len(hook.requests) == 1
+    assert elsewhere.connections == 0
+
+
+async def test_a_slow_receiver_times_out(http: httpx.AsyncClient, receivers: list[Receiver]) -> None:
+    hook = await receiver(receivers, Answer(delay_s=10.0))
+    body, headers = signed(new_webhook_secret())
+    started = time.monotonic()
+
+    outcome = await guarded_deliver(http, hook.url, LOOPBACK, body, headers, timeout_s=0.3)
+
+    assert outcome.kind == "timeout"
+    assert not outcome.delivered
+    assert time.monotonic() - started < 2.0
+    assert len(hook.requests) == 1
+
+
+async def test_a_closed_port_is_a_connect_failure(http: httpx.AsyncClient) -> None:
+    body, headers = signed(new_webhook_secret())
+
+    outcome = await guarded_deliver(http, f"http://127.0.0.1:{free_port()}/", LOOPBACK, body, headers, 5.0)
+
+    assert outcome.kind == "connect"
+    assert outcome.status_code is None
