@@ -5,6 +5,7 @@ from app.billing.models import LedgerEntry, UsageRecord
 from app.catalog.models import CatalogModel, Channel
 from app.db import Base
 from app.files.models import InstanceSecret, StoredFile
+from app.idempotency.models import IdempotentRequest
 from app.keys.models import ApiKey
 from app.tasks.models import Task
 
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "CatalogModel",
     "Channel",
+    "IdempotentRequest",
     "InstanceSecret",
     "LedgerEntry",
     "StoredFile",

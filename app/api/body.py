@@ -11,6 +11,12 @@ from app.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    _, body = await read_json(request, max_bytes)
+    return body
+
+
+async def read_json(request: Request, max_bytes: int) -> tuple[bytes, dict[str, Any]]:
+    """The raw body (for idempotency fingerprints) and the JSON object it holds."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType(
@@ -35,4 +41,4 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    return body
+    return raw, body

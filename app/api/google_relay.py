@@ -6,12 +6,15 @@ and error shapes; `x-goog-api-key`, `?key=` and Bearer all authenticate.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.body import read_json_object
+from app.api.body import read_json
 from app.api.disconnect import unless_disconnected
 from app.api.google_wire import empty_prediction, parse_predict_request, rai_only, render_predictions
+from app.api.idempotent import Template, file_refs, with_idempotency
 from app.billing.amounts import render
 from app.errors import NotFound
 from app.generation.service import AllImagesFiltered
@@ -42,25 +45,44 @@ async def predict(request: Request, model: str) -> Response:
         raise NotFound(f"No route {request.url.path}: the version must be v1 or v1beta1.")
     gateway = gateway_of(request)
     caller = await authenticate(gateway.keys, request, google=True)
-    raw = await read_json_object(request, gateway.settings.max_body_bytes)
-    image_request, params = parse_predict_request(model, raw)
-    try:
-        generated = await unless_disconnected(
-            request, gateway.generation.generate(caller, image_request, endpoint=request.url.path)
-        )
-    except AllImagesFiltered as filtered:
-        body = rai_only(filtered.reasons) if params.include_rai_reason and filtered.reasons else empty_prediction()
-        return Response(body, media_type="application/json", headers={"x-gateway-credits": "0"})
-    billing = generated.billing
-    return Response(
-        render_predictions(generated, params.include_rai_reason),
-        media_type="application/json",
-        headers={
+    raw, body = await read_json(request, gateway.settings.max_body_bytes)
+    image_request, params = parse_predict_request(model, body)
+    base_url = gateway.settings.public_url or str(request.base_url)
+
+    async def produce(keep_files: bool) -> tuple[Response, Template | None]:
+        try:
+            generated = await unless_disconnected(
+                request,
+                gateway.generation.generate(
+                    caller, replace(image_request, keep_files=keep_files), endpoint=request.url.path
+                ),
+            )
+        except AllImagesFiltered as filtered:
+            # Google answers 200 with {} when every image was filtered. Nothing was charged, so
+            # nothing is kept for replay: a retry with the same key runs again.
+            answer = (
+                rai_only(filtered.reasons) if params.include_rai_reason and filtered.reasons else empty_prediction()
+            )
+            return Response(answer, media_type="application/json", headers={"x-gateway-credits": "0"}), None
+        headers = {
             "x-gateway-request-id": generated.request_id,
-            "x-gateway-credits": render(billing.credits),
-            "x-gateway-balance": render(billing.balance),
-        },
-    )
+            "x-gateway-credits": render(generated.billing.credits),
+            "x-gateway-balance": render(generated.billing.balance),
+        }
+        response = Response(
+            render_predictions(generated, params.include_rai_reason), media_type="application/json", headers=headers
+        )
+        rai = generated.filtered_reasons if params.include_rai_reason else []
+        template = {
+            "kind": "predict",
+            "response_format": "b64_json",
+            "files": file_refs(generated.files),
+            "rai_reasons": rai,
+            "headers": headers,
+        }
+        return response, template
+
+    return await with_idempotency(request, gateway, caller, raw, base_url, produce)
 
 
 for _path in PREDICT_PATHS:

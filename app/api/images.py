@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.body import read_json_object
+from app.api.body import read_json
 from app.api.disconnect import unless_disconnected
+from app.api.idempotent import Template, file_refs, with_idempotency
 from app.api.schemas import ERROR_RESPONSES, ImagesResponse
 from app.api.tasks import TaskObject, task_response
-from app.api.unified_wire import parse_images_request, render_images_response
+from app.api.unified_wire import image_items, images_body, parse_images_request
 from app.callbacks.ssrf import CallbackRefused, check_submission
 from app.errors import InvalidValue
 from app.keys.auth import authenticate
@@ -29,23 +33,41 @@ _OPENAPI_BODY = {
 async def create_images(request: Request) -> Response:
     gateway = gateway_of(request)
     caller = await authenticate(gateway.keys, request)
-    raw = await read_json_object(request, gateway.settings.max_body_bytes)
-    image_request, body = parse_images_request(raw)
+    raw, body_json = await read_json(request, gateway.settings.max_body_bytes)
+    image_request, body = parse_images_request(body_json)
     base_url = gateway.settings.public_url or str(request.base_url)
-    if body.callback_url is not None or body.async_:
-        if body.callback_url is not None:
-            try:
-                check_submission(body.callback_url, gateway.settings.callback_networks)
-            except CallbackRefused as refused:
-                raise InvalidValue(f"callback_url is refused: {refused}", param="callback_url") from None
-        task = await tasks.submit(
-            gateway, caller, image_request, request.url.path, callback_url=body.callback_url, public_base=base_url
+    queued = body.callback_url is not None or body.async_
+    if body.callback_url is not None:
+        try:
+            check_submission(body.callback_url, gateway.settings.callback_networks)
+        except CallbackRefused as refused:
+            raise InvalidValue(f"callback_url is refused: {refused}", param="callback_url") from None
+
+    async def produce(keep_files: bool) -> tuple[Response, Template | None]:
+        if queued:
+            task = await tasks.submit(
+                gateway, caller, image_request, request.url.path, callback_url=body.callback_url, public_base=base_url
+            )
+            return task_response(request, task, 202), {
+                "kind": "task",
+                "task_id": task.id,
+                "account_id": caller.account_id,
+            }
+        wanted = replace(image_request, keep_files=keep_files)
+        generated = await unless_disconnected(
+            request, gateway.generation.generate(caller, wanted, endpoint=request.url.path)
         )
-        return task_response(request, task, status_code=202)
-    generated = await unless_disconnected(
-        request, gateway.generation.generate(caller, image_request, endpoint=request.url.path)
-    )
-    return Response(render_images_response(generated, gateway.files.signer, base_url), media_type="application/json")
+        items = image_items(generated, wanted.response_format, gateway.files.signer, base_url)
+        response = Response(orjson.dumps(images_body(generated, items)), media_type="application/json")
+        template = {
+            "kind": "images",
+            "response_format": wanted.response_format,
+            "files": file_refs(generated.files),
+            "body": images_body(generated, []),
+        }
+        return response, template
+
+    return await with_idempotency(request, gateway, caller, raw, base_url, produce)
 
 
 for _path in ("/v1/images/generations", "/api/v1/images/generations"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from app.api.errors import describe_validation_errors
@@ -170,12 +169,9 @@ def billing_body(billing: Billing) -> dict[str, Any]:
     }
 
 
-def render_images_response(generated: Generated, signer: UrlSigner, base_url: str) -> bytes:
-    if generated.files:
-        data = [{"url": signer.url(base_url, f.id), "mime_type": f.content_type} for f in generated.files]
-    else:
-        data = [{"b64_json": image.b64, "mime_type": image.mime_type} for image in generated.images]
-    body = {
+def images_body(generated: Generated, data: list[dict[str, str]]) -> dict[str, Any]:
+    """The response body around its `data` items (base64, URLs, or file references to keep)."""
+    body: dict[str, Any] = {
         "id": generated.request_id,
         "created": generated.created,
         "model": generated.model.id,
@@ -185,4 +181,10 @@ def render_images_response(generated: Generated, signer: UrlSigner, base_url: st
     }
     if generated.provider == "local":
         body["placeholder"] = True
-    return orjson.dumps(body)
+    return body
+
+
+def image_items(generated: Generated, response_format: str, signer: UrlSigner, base_url: str) -> list[dict[str, str]]:
+    if response_format == "url":
+        return [{"url": signer.url(base_url, f.id), "mime_type": f.content_type} for f in generated.files]
+    return [{"b64_json": image.b64, "mime_type": image.mime_type} for image in generated.images]

@@ -279,7 +279,7 @@ class GenerationService:
         return generated
 
     async def _store(self, admitted: Admitted, images: list[GeneratedImage]) -> list[StoredFile]:
-        if admitted.request.response_format != "url":
+        if admitted.request.response_format != "url" and not admitted.request.keep_files:
             return []
         try:
             return await self.files.write(images, admitted.terms.account_id, admitted.terms.request_id)

@@ -51,6 +51,9 @@ class ImageRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     # Provider parameters the model must declare (e.g. OpenAI's quality); see OPTIONAL_PARAMETERS.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Store the images as files even when the caller wants base64 (an Idempotency-Key replay
+    # is rendered from files, never from base64 kept in the database).
+    keep_files: bool = False
 
     @property
     def dimensions(self) -> tuple[int, int]:

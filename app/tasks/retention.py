@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 
 from app.db import utcnow
 from app.files.models import StoredFile
+from app.idempotency import service as idempotency
 from app.runtime import Gateway
 from app.tasks.models import Task
 
@@ -28,6 +29,7 @@ async def purge_expired(gateway: Gateway) -> int:
             await session.execute(delete(StoredFile).where(StoredFile.id.in_([f.id for f in files])))
         finished = ("succeeded", "failed", "canceled")
         result = await session.execute(delete(Task).where(Task.expires_at < now, Task.status.in_(finished)))
+    await idempotency.purge_expired(gateway.db)
     purged = len(files) + (result.rowcount or 0)  # type: ignore[attr-defined]
     if purged:
         log.info("purged %d expired file(s) and task(s)", purged)
