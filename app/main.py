@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.accounts.admin_api import router as accounts_admin
-from app.api import caller, files, google_relay, health, images, tasks
+from app.api import caller, files, google_relay, health, images, metrics_route, tasks
 from app.api.errors import install_error_handlers
 from app.api.google_wire import PredictBody
 from app.api.middleware import RequestIdMiddleware
@@ -49,7 +49,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Image Gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for router in (images.router, tasks.router, files.router, google_relay.router, caller.router, health.router):
+    for router in (
+        images.router,
+        tasks.router,
+        files.router,
+        google_relay.router,
+        caller.router,
+        health.router,
+        metrics_route.router,
+    ):
         app.include_router(router)
     for router in (accounts_admin, keys_admin, catalog_admin, billing_admin):
         app.include_router(router)

@@ -18,6 +18,7 @@ from app.files.service import FileStore, load_signing_key
 from app.files.signing import UrlSigner
 from app.generation.service import GenerationService
 from app.keys.auth import KeyCache
+from app.observability.metrics import Metrics
 from app.providers.base import ImageProvider
 from app.providers.registry import build_providers
 from app.routing.breaker import BreakerPolicy
@@ -41,6 +42,7 @@ class Gateway:
     # Callbacks go to addresses callers chose: a client of their own that ignores proxy
     # settings and carries none of the upstream client's defaults.
     callback_http: httpx.AsyncClient
+    metrics: Metrics
     redis: Redis | None = None
 
     def invalidate_caches(self) -> None:
@@ -73,9 +75,11 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         providers = build_providers(http)
         policy = BreakerPolicy(failure_threshold=settings.breaker_failures, base_cooldown_s=settings.breaker_cooldown_s)
         health: HealthStore = RedisHealthStore(redis, policy) if redis else MemoryHealthStore(policy)
+        metrics = Metrics()
         router = ChannelRouter(
             providers,
             health,
+            metrics=metrics,
             max_attempts=settings.max_attempts,
             deadline_s=settings.request_deadline_s,
             slot_wait_s=settings.channel_slot_wait_s,
@@ -89,9 +93,10 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             providers=providers,
             health=health,
             router=router,
-            generation=GenerationService(db, router, catalog, files, settings.hold_timeout_s),
+            generation=GenerationService(db, router, catalog, files, settings.hold_timeout_s, metrics),
             files=files,
             callback_http=callback_http,
+            metrics=metrics,
             redis=redis,
         )
     finally:

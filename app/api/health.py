@@ -14,12 +14,21 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database is reachable", response_model=None)
+@router.get("/readyz", summary="The database (and Redis, when configured) is reachable", response_model=None)
 async def readyz(request: Request) -> JSONResponse:
     gateway = gateway_of(request)
+    checks: dict[str, str] = {}
     try:
         async with gateway.db.sessions() as session:
             await session.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means "not ready"; the reason helps the operator
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok"})
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not ready"; its type helps the operator
+        checks["database"] = type(exc).__name__
+    if gateway.redis is not None:
+        try:
+            await gateway.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = type(exc).__name__
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503)

@@ -37,6 +37,7 @@ from app.files.service import FileStore
 from app.generation.types import GeneratedImage, ImageRequest
 from app.generation.validate import check_capabilities, resolve_model
 from app.keys.auth import Caller
+from app.observability.metrics import Metrics
 from app.routing.router import Attempt, ChannelRouter, Routed, RoutingFailed
 from app.routing.selection import Candidate
 
@@ -118,8 +119,15 @@ class Finish:
 
 class GenerationService:
     def __init__(
-        self, db: Database, router: ChannelRouter, catalog: CatalogSource, files: FileStore, hold_timeout_s: float
+        self,
+        db: Database,
+        router: ChannelRouter,
+        catalog: CatalogSource,
+        files: FileStore,
+        hold_timeout_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.db = db
         self.router = router
         self.catalog = catalog
@@ -276,6 +284,8 @@ class GenerationService:
         if generated is None:
             await self.files.discard(stored)
             raise RuntimeError(f"hold {terms.request_id} ended before settlement")
+        if self.metrics is not None:
+            self.metrics.settled(terms.model, channel.name, delivered, credits)
         return generated
 
     async def _store(self, admitted: Admitted, images: list[GeneratedImage]) -> list[StoredFile]:
@@ -301,6 +311,8 @@ class GenerationService:
             released = await holds.release(session, admitted.terms.request_id, status, outcome)
             if released and finish.on_failed is not None:
                 await finish.on_failed(session, status, error)
+        if released and self.metrics is not None:
+            self.metrics.ended(admitted.terms.model, status)
 
 
 def _status_of(error: GatewayError) -> str:

@@ -1,4 +1,4 @@
-"""Logging defaults that keep secrets out of logs.
+"""Logging: one JSON object per line, carrying the request id, and no secrets.
 
 Some libraries log what they send at INFO or DEBUG: httpx logs each request URL (a channel using
 `?key=` auth would put its key there), the database drivers log statement parameters (channel
@@ -7,11 +7,55 @@ credentials are written to the database). They are held at WARNING whatever the 
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 CHATTY_LIBRARIES = ("httpx", "httpcore", "aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool")
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def quiet_secret_bearing_loggers() -> None:
     for name in CHATTY_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def log_config(level: str = "INFO") -> dict[str, Any]:
+    """A logging.config dict for uvicorn and our own loggers: JSON lines on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.error": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            **{name: {"level": "WARNING"} for name in CHATTY_LIBRARIES},
+        },
+    }

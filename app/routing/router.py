@@ -19,6 +19,7 @@ from typing import Any
 from app.catalog.snapshot import ChannelSpec
 from app.errors import GatewayError, NoChannelAvailable, RateLimited, UpstreamFailed, UpstreamTimedOut
 from app.generation.types import ImageRequest, ImageResult
+from app.observability.metrics import Metrics
 from app.providers.base import ImageProvider
 from app.providers.credentials import scrub_secrets
 from app.providers.errors import (
@@ -103,6 +104,7 @@ class ChannelRouter:
         deadline_s: float,
         slot_wait_s: float = 2.0,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.providers = providers
         self.health = health
@@ -111,6 +113,7 @@ class ChannelRouter:
         self.deadline_s = deadline_s
         self.slot_wait_s = slot_wait_s
         self._rng = rng or random.Random()
+        self.metrics = metrics
 
     def provider_for(self, channel: ChannelSpec) -> ImageProvider | None:
         return self.providers.get(channel.provider)
@@ -143,7 +146,7 @@ class ChannelRouter:
             async with self.slots.slot(channel, min(self.slot_wait_s, run.remaining())) as got_slot:
                 if not got_slot:
                     run.busy += 1
-                    run.attempts.append(_attempt(channel, "busy", time.monotonic()))
+                    self._note(run, _attempt(channel, "busy", time.monotonic()))
                     continue
                 run.calls += 1
                 routed = await self._call(run, request, channel, upstream, states[channel.id])
@@ -180,12 +183,12 @@ class ChannelRouter:
                 result = await provider.generate(request, channel, upstream)
         except ContentFiltered as exc:
             await self._healthy(channel, state, started)
-            run.attempts.append(_attempt(channel, "filtered", started))
+            self._note(run, _attempt(channel, "filtered", started))
             return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts)
         except UpstreamRetryable as exc:
             limited = exc.status == 429
             await self._unhealthy(channel, exc, started, rate_limited=limited)
-            run.attempts.append(_attempt(channel, "rate_limited" if limited else "retryable", started, exc))
+            self._note(run, _attempt(channel, "rate_limited" if limited else "retryable", started, exc))
             if limited:
                 run.rate_limits.append(exc.retry_after_s)
             run.last, run.last_channel = exc, channel
@@ -193,12 +196,12 @@ class ChannelRouter:
         except UpstreamRejected as exc:
             if exc.status in CHANNEL_FAULT_STATUSES:
                 await self._unhealthy(channel, exc, started)
-            run.attempts.append(_attempt(channel, "rejected", started, exc))
+            self._note(run, _attempt(channel, "rejected", started, exc))
             raise RoutingFailed(rejected_error(exc, channel), run.attempts) from exc
         except (UpstreamAmbiguous, TimeoutError) as exc:
             error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("the upstream timed out")
             await self._unhealthy(channel, error, started)
-            run.attempts.append(_attempt(channel, "ambiguous", started, error))
+            self._note(run, _attempt(channel, "ambiguous", started, error))
             run.last, run.last_channel = error, channel
             # The upstream may have generated (and billed) this already, so another channel is
             # tried only where the operator allows it for this channel.
@@ -211,8 +214,13 @@ class ChannelRouter:
                 run.attempts,
             ) from exc
         await self._healthy(channel, state, started)
-        run.attempts.append(_attempt(channel, "ok", started))
+        self._note(run, _attempt(channel, "ok", started))
         return Routed(result, channel, upstream, run.attempts)
+
+    def _note(self, run: _Run, attempt: Attempt) -> None:
+        run.attempts.append(attempt)
+        if self.metrics is not None and attempt.outcome != "busy":
+            self.metrics.upstream_call(attempt.channel, attempt.outcome, attempt.latency_ms / 1000)
 
     async def _healthy(self, channel: ChannelSpec, state: BreakerState, started: float) -> None:
         if not state.is_clean(time.time()):
