@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging.config
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import service as accounts
 from app.accounts.admin_api import AccountOut
+from app.billing.admin_api import UsageReportOut
 from app.billing.amounts import parse_amount
 from app.billing.ledger_check import check_ledger
 from app.billing.usage_export import export_csv
+from app.billing.usage_report import parse_group_by, usage_report, utc_datetime
 from app.bootstrap import migrate
 from app.catalog import service as catalog
 from app.catalog.schemas import ChannelCreate, ChannelFields, ChannelOut
@@ -27,7 +29,9 @@ from app.db import Database
 from app.errors import GatewayError
 from app.keys import service as keys
 from app.keys.admin_api import KeyCreated, KeyOut
+from app.observability.logs import log_config
 from app.settings import Settings
+from app.tasks.standalone import run_worker
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+    sub.add_parser("worker", help="run task workers (no HTTP) until SIGTERM").set_defaults(run=cmd_worker)
 
     acc = sub.add_parser("accounts", help="manage accounts").add_subparsers(title="accounts")
     p = acc.add_parser("create", help="create an account")
@@ -102,9 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_db(cmd_channels_disable))
 
     usage = sub.add_parser("usage", help="usage for finance").add_subparsers(title="usage")
+    p = usage.add_parser("report", help="requests, images and credits, grouped (JSON)")
+    p.add_argument("--start", type=utc_datetime, help="ISO 8601, inclusive; naive means UTC")
+    p.add_argument("--end", type=utc_datetime, help="ISO 8601, exclusive; naive means UTC")
+    p.add_argument("--group-by", default="", help="comma-separated: account,key,model,channel,day")
+    p.add_argument("--account")
+    p.set_defaults(run=_db(cmd_usage_report))
     p = usage.add_parser("export", help="one CSV row per request")
-    p.add_argument("--start", type=datetime.fromisoformat)
-    p.add_argument("--end", type=datetime.fromisoformat)
+    p.add_argument("--start", type=utc_datetime, help="ISO 8601, inclusive; naive means UTC")
+    p.add_argument("--end", type=utc_datetime, help="ISO 8601, exclusive; naive means UTC")
     p.add_argument("--account")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
     p.set_defaults(run=_database(cmd_usage_export))
@@ -216,8 +227,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         proxy_headers=True,
-        log_level="info",
+        log_config=log_config(),
+        # SIGTERM: stop accepting, give in-flight requests this long, then run the lifespan's
+        # shutdown (which puts running tasks back on the queue).
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
     )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.config.dictConfig(log_config())
+    if settings.auto_migrate:
+        asyncio.run(migrate(settings.database_url))
+    asyncio.run(run_worker(settings))
     return 0
 
 
@@ -285,6 +309,15 @@ async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -
 
 async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) -> int:
     _print(ChannelOut.of(await catalog.update_channel(session, args.id, {"enabled": False})))
+    return 0
+
+
+async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> int:
+    report = await usage_report(
+        session, start=args.start, end=args.end, group_by=parse_group_by(args.group_by), account_id=args.account
+    )
+    # The same document GET /admin/usage answers, grouped fields only.
+    _print(UsageReportOut.of(report).model_dump(mode="json", exclude_unset=True))
     return 0
 
 

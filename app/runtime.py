@@ -18,6 +18,7 @@ from app.files.service import FileStore, load_signing_key
 from app.files.signing import UrlSigner
 from app.generation.service import GenerationService
 from app.keys.auth import KeyCache
+from app.keys.limits import KeyLimiter
 from app.observability.metrics import Metrics
 from app.providers.base import ImageProvider
 from app.providers.registry import build_providers
@@ -63,6 +64,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     callback_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=httpx.Timeout(15.0))
     # Shared state for several replicas lives in Redis when it is configured.
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    limiter = KeyLimiter(settings.redis_url)
     try:
         catalog = CatalogCache(db, settings.cache_ttl_s)
         async with db.sessions() as session:
@@ -93,7 +95,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             providers=providers,
             health=health,
             router=router,
-            generation=GenerationService(db, router, catalog, files, settings.hold_timeout_s, metrics),
+            generation=GenerationService(db, router, catalog, files, settings.hold_timeout_s, metrics, limiter),
             files=files,
             callback_http=callback_http,
             metrics=metrics,
@@ -102,6 +104,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     finally:
         await http.aclose()
         await callback_http.aclose()
+        await limiter.aclose()
         if redis is not None:
             await redis.aclose()
         await db.dispose()

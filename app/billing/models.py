@@ -40,6 +40,7 @@ class UsageRecord(Base):
         Index("ix_usage_account_created", "account_id", "created_at"),
         Index("ix_usage_status_created", "status", "created_at"),
         Index("ix_usage_status_hold_until", "status", "hold_until"),
+        Index("ix_usage_key_status", "key_id", "status"),  # a key's credit cap sums its records
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

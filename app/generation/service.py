@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -37,6 +38,7 @@ from app.files.service import FileStore
 from app.generation.types import GeneratedImage, ImageRequest
 from app.generation.validate import check_capabilities, resolve_model
 from app.keys.auth import Caller
+from app.keys.limits import KeyLimiter, check_credit_cap
 from app.observability.metrics import Metrics
 from app.routing.router import Attempt, ChannelRouter, Routed, RoutingFailed
 from app.routing.selection import Candidate
@@ -126,8 +128,10 @@ class GenerationService:
         files: FileStore,
         hold_timeout_s: float,
         metrics: Metrics | None = None,
+        limiter: KeyLimiter | None = None,
     ) -> None:
         self.metrics = metrics
+        self.limiter = limiter
         self.db = db
         self.router = router
         self.catalog = catalog
@@ -135,8 +139,22 @@ class GenerationService:
         self.hold_timeout_s = hold_timeout_s
 
     async def generate(self, caller: Caller, request: ImageRequest, endpoint: str) -> Generated:
-        admitted = await self.admit(caller, request, endpoint)
-        return await self.execute(admitted)
+        async with self.limited(caller):
+            admitted = await self.admit(caller, request, endpoint)
+            return await self.execute(admitted)
+
+    @asynccontextmanager
+    async def limited(self, caller: Caller) -> AsyncIterator[None]:
+        """The key's requests-per-minute and concurrency limits (429 when exceeded), held for as
+        long as the block runs."""
+        if self.limiter is None:
+            yield
+            return
+        lease = await self.limiter.admit(caller)
+        try:
+            yield
+        finally:
+            await asyncio.shield(lease.release())
 
     async def admit(
         self,
@@ -167,6 +185,8 @@ class GenerationService:
             metadata=dict(request.metadata),
         )
         async with self.db.transaction() as session:
+            if caller.credit_cap is not None:
+                await check_credit_cap(session, caller, terms.hold_credits)
             await holds.place_hold(session, terms)
             if on_hold is not None:
                 await on_hold(session, terms)

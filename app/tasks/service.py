@@ -71,7 +71,8 @@ async def submit(
         created.append(task)
 
     # A queued task keeps its hold until it runs or its retention ends.
-    await gateway.generation.admit(caller, request, endpoint, hold_for=retention, on_hold=queue)
+    async with gateway.generation.limited(caller):  # rate limits count submissions
+        await gateway.generation.admit(caller, request, endpoint, hold_for=retention, on_hold=queue)
     return created[0]
 
 
