@@ -1,0 +1,191 @@
+"""The production shape on one machine: two `image-gateway serve` replicas and task workers on
+one PostgreSQL and one Redis, with traffic through both replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.databases import REDIS_URL, TemplateDatabases
+from tests.fakes.channels import ok
+from tests.fakes.upstream import FakeUpstream, Received, Reply
+from tests.harness import ADMIN_TOKEN
+from tests.processes import gateway_command, gateway_env, serving, stop
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def pg_url(templates: TemplateDatabases, tmp_path: Path) -> Iterator[str]:
+    with templates.fresh("postgres", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def cluster(pg_url: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], str, str]]:
+    """Two API replicas (no in-process worker) sharing PostgreSQL and Redis."""
+    env = gateway_env(
+        pg_url,
+        tmp_path / "data",
+        GATEWAY_REDIS_URL=REDIS_URL,
+        GATEWAY_RUN_WORKER="false",
+        GATEWAY_TASK_LEASE_S="1.5",
+        GATEWAY_WORKER_POLL_S="0.1",
+        GATEWAY_SHUTDOWN_GRACE_S="0",
+    )
+    with ExitStack() as stack:
+        first = stack.enter_context(serving(env, log_path=tmp_path / "api-1.log"))
+        second = stack.enter_context(serving(env, log_path=tmp_path / "api-2.log"))
+        yield env, first, second
+
+
+def admin(base_url: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+
+
+def add_channel(base_url: str, upstream: FakeUpstream, name: str, priority: int) -> dict[str, Any]:
+    with admin(base_url) as client:
+        local = next(c for c in client.get("/admin/channels").json()["data"] if c["provider"] == "local")
+        client.patch(f"/admin/channels/{local['id']}", json={"enabled": False})
+        created = client.post(
+            "/admin/channels",
+            json={
+                "name": name,
+                "provider": "google-imagen",
+                "base_url": f"{upstream.url}/{name}/v1beta",
+                "auth": {"api_key": "k", "style": "x-goog-api-key"},
+                "models": {"imagen4": "imagen-4.0-generate-001"},
+                "priority": priority,
+            },
+        )
+        assert created.status_code == 201, created.text
+        channel: dict[str, Any] = created.json()
+        return channel
+
+
+def account_with_key(base_url: str, credits: int, **key_fields: Any) -> tuple[str, str]:
+    with admin(base_url) as client:
+        account = client.post("/admin/accounts", json={"name": "team", "credits": credits}).json()
+        key = client.post("/admin/keys", json={"account_id": account["id"], **key_fields}).json()["key"]
+    return account["id"], key
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*gateway_command(), "worker"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def burst(urls: list[str], key: str, count: int, body: dict[str, Any] | None = None) -> list[int]:
+    async with httpx.AsyncClient(timeout=60) as http:
+        responses = await asyncio.gather(
+            *(
+                http.post(
+                    f"{urls[i % len(urls)]}/v1/images/generations",
+                    json=body or {"prompt": f"p{i}"},
+                    headers={"authorization": f"Bearer {key}"},
+                )
+                for i in range(count)
+            )
+        )
+    return [r.status_code for r in responses]
+
+
+def test_two_replicas_share_money_limits_and_channel_changes(
+    cluster: tuple[dict[str, str], str, str], upstream: FakeUpstream
+) -> None:
+    _, first, second = cluster
+    seen: list[str] = []
+
+    def answer(received: Received) -> Reply:
+        seen.append(received.path.split("/")[1])
+        return ok(received)
+
+    upstream.respond = answer
+    preferred = add_channel(first, upstream, "preferred", priority=10)
+    add_channel(first, upstream, "fallback", priority=0)
+    time.sleep(2.5)  # past the second replica's catalog cache
+
+    # No overdraft across replicas: credits for 10 images, 30 concurrent requests through both.
+    account_id, key = account_with_key(first, credits=80)
+    statuses = asyncio.run(burst([first, second], key, 30))
+    assert statuses.count(200) == 10 and statuses.count(402) == 20, statuses
+    with admin(second) as client:
+        account = client.get(f"/admin/accounts/{account_id}").json()
+        assert (account["balance"], account["held"]) == ("0", "0")
+        assert client.get("/admin/ledger/check").json()["ok"] is True
+
+    # One rate limit for the key, whichever replica answers.
+    _, limited_key = account_with_key(first, credits=1000, rpm=5)
+    statuses = asyncio.run(burst([first, second], limited_key, 10))
+    assert statuses.count(200) == 5 and statuses.count(429) == 5, statuses
+
+    # A channel disabled through one replica stops being used by the other within 5 s.
+    _, key = account_with_key(first, credits=1000)
+    with admin(first) as client:
+        client.patch(f"/admin/channels/{preferred['id']}", json={"enabled": False})
+    disabled_at = time.monotonic()
+    while True:
+        seen.clear()
+        assert asyncio.run(burst([second], key, 1)) == [200]
+        if seen == ["fallback"]:
+            break
+        assert time.monotonic() - disabled_at < 5, "the second replica still routes to the disabled channel"
+        time.sleep(0.2)
+
+
+def test_tasks_complete_when_a_worker_is_killed(
+    cluster: tuple[dict[str, str], str, str], upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    env, first, second = cluster
+    upstream.respond = lambda received: Reply(json=ok(received).json, delay_s=1.0)
+    add_channel(first, upstream, "slowish", priority=0)
+    account_id, key = account_with_key(first, credits=1000)
+    workers = [start_worker(env) for _ in range(2)]
+    try:
+        with httpx.Client(timeout=10) as http:
+            task_ids = [
+                http.post(
+                    f"{(first, second)[i % 2]}/v1/images/generations",
+                    json={"prompt": f"t{i}", "async": True},
+                    headers={"authorization": f"Bearer {key}"},
+                ).json()["id"]
+                for i in range(6)
+            ]
+            time.sleep(0.5)  # both workers are busy now
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            workers[0].wait(timeout=10)
+            deadline = time.monotonic() + 40
+            statuses: list[str] = []
+            while time.monotonic() < deadline:
+                statuses = [
+                    http.get(f"{second}/v1/tasks/{task_id}", headers={"authorization": f"Bearer {key}"}).json()[
+                        "status"
+                    ]
+                    for task_id in task_ids
+                ]
+                if all(s == "succeeded" for s in statuses):
+                    break
+                time.sleep(0.2)
+            assert statuses == ["succeeded"] * 6
+    finally:
+        for worker in workers:
+            stop(worker)
+    with admin(second) as client:
+        account = client.get(f"/admin/accounts/{account_id}").json()
+        assert (account["balance"], account["held"]) == (str(1000 - 6 * 8), "0")
+        assert client.get("/admin/ledger/check").json()["ok"] is True
