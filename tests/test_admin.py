@@ -146,3 +146,24 @@ async def test_health_and_readiness(gw: Harness) -> None:
     assert (await gw.http.get("/healthz")).json() == {"status": "ok"}
     ready = await gw.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
+
+
+async def test_ledger_shows_grants_with_note_and_actor_and_charges(gw: Harness) -> None:
+    account_id, key = await gw.account_with_key(credits=50)
+    await gw.admin(
+        "POST", f"/admin/accounts/{account_id}/credits", json={"amount": "-5", "note": "refund", "actor": "ana"}
+    )
+    assert (await gw.generate(key, {"prompt": "x"})).status_code == 200
+    page = (await gw.admin("GET", f"/admin/accounts/{account_id}/ledger")).json()
+    charge, adjustment, grant = page["data"]
+    assert (charge["kind"], charge["amount"], charge["balance_after"]) == ("charge", "-8", "37")
+    assert charge["request_id"].startswith("req_")
+    assert (adjustment["kind"], adjustment["amount"], adjustment["note"], adjustment["actor"]) == (
+        "adjustment",
+        "-5",
+        "refund",
+        "ana",
+    )
+    assert (grant["kind"], grant["amount"], grant["note"]) == ("grant", "50", "initial credits")
+    older = (await gw.admin("GET", f"/admin/accounts/{account_id}/ledger", params={"limit": 1})).json()
+    assert older["next_before"] == charge["id"]

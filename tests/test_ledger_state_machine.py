@@ -1,4 +1,5 @@
-"""Any sequence of grants, holds, captures, releases and expiries keeps the books balanced.
+"""Any sequence of grants, holds, captures, releases, expiries and idempotent replays keeps the
+books balanced.
 
 Hypothesis drives the real billing functions against a real database (SQLite and PostgreSQL)
 and, after every step, compares the database with a model kept here in exact Decimals and runs
@@ -28,6 +29,8 @@ from app.billing.models import LedgerEntry, UsageRecord
 from app.billing.sweeper import expire_stale_holds
 from app.db import Database, new_id, utcnow
 from app.errors import InsufficientCredits, InvalidValue
+from app.idempotency import service as idem
+from app.idempotency.models import IdempotentRequest
 
 HOLD_TIMEOUT_S = 900.0
 ACCOUNTS = 2
@@ -59,11 +62,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.balance = dict.fromkeys(self.account_ids, Decimal(0))
         self.held = dict.fromkeys(self.account_ids, Decimal(0))
         self.open: dict[str, Placed] = {}
+        self.idempotency: dict[tuple[str, str], str] = {}  # (account, key) -> fingerprint it answered
 
     async def _fresh_accounts(self) -> list[str]:
         async with self.db.transaction() as session:
             # Every example starts from empty books; only this test writes these tables.
-            for table in (LedgerEntry, UsageRecord, Account):
+            for table in (IdempotentRequest, LedgerEntry, UsageRecord, Account):
                 await session.execute(delete(table))
             return [(await accounts.create_account(session, f"team-{i}")).id for i in range(ACCOUNTS)]
 
@@ -156,6 +160,68 @@ class LedgerMachine(RuleBasedStateMachine):
         self.held[terms.account_id] -= terms.hold_credits
         self.balance[terms.account_id] -= credits
         assert balance == self.balance[terms.account_id]
+
+    @rule(
+        account=st.integers(0, ACCOUNTS - 1),
+        key=st.sampled_from(["order-1", "order-2"]),
+        body=st.sampled_from([b'{"prompt": "a"}', b'{"prompt": "b"}']),
+    )
+    def idempotent_request(self, account: int, key: str, body: bytes) -> None:
+        """A paid request under an Idempotency-Key, orchestrated as the HTTP edge does: a replay
+        of the same body charges nothing, another body is refused, a short account frees the key."""
+        account_id = self.account_ids[account]
+        print_ = idem.fingerprint("/v1/images/generations", body)
+        price = Decimal(8)
+
+        async def run() -> str:
+            claim = await idem.begin(self.db, account_id, key, print_, run_for=timedelta(seconds=60))
+            if isinstance(claim, idem.Replay):
+                return "replayed"
+            terms = holds.HoldTerms(
+                request_id=new_id("req"),
+                account_id=account_id,
+                key_id="key_machine",
+                endpoint="/v1/images/generations",
+                model="imagen4",
+                unit_credits=price,
+                model_multiplier=Decimal(1),
+                images_requested=1,
+                hold_credits=price,
+                hold_until=utcnow() + timedelta(seconds=HOLD_TIMEOUT_S),
+            )
+            try:
+                async with self.db.transaction() as session:
+                    await holds.place_hold(session, terms)
+            except InsufficientCredits:
+                await idem.abandon(self.db, claim)
+                return "short"
+            outcome = holds.Outcome(
+                attempts=1,
+                channels_tried=[],
+                latency_ms=1,
+                channel_multiplier=Decimal(1),
+                images_delivered=1,
+                credits=price,
+            )
+            async with self.db.transaction() as session:
+                await holds.capture(session, terms.request_id, outcome)
+            await idem.complete(self.db, claim, 200, {"kind": "images"})
+            return "charged"
+
+        known = self.idempotency.get((account_id, key))
+        try:
+            result = self.runner.run(run())
+        except idem.IdempotencyKeyReused:
+            assert known is not None and known != print_, "a key was refused for the body it first answered"
+            return
+        if result == "replayed":
+            assert known == print_, "a replay answered for a key that never completed"
+        elif result == "charged":
+            assert known is None, "a completed key ran (and charged) a second time"
+            self.idempotency[(account_id, key)] = print_
+            self.balance[account_id] -= price
+        else:
+            assert known is None and self.balance[account_id] - self.held[account_id] < price
 
     @rule(request_id=requests, status=failures)
     def release(self, request_id: str, status: str) -> None:

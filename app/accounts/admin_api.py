@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import service
@@ -78,3 +78,28 @@ async def get_account(account_id: str, session: AdminSession) -> AccountOut:
 async def change_credits(account_id: str, body: CreditsChange, session: AdminSession) -> AccountOut:
     account = await service.adjust_credits(session, account_id, body.amount, note=body.note, actor=body.actor)
     return AccountOut.of(account)
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    kind: str = Field(description="grant | adjustment | charge")
+    amount: Credits
+    balance_after: Credits
+    request_id: str | None
+    note: str
+    actor: str
+    created_at: datetime
+
+
+class LedgerPage(BaseModel):
+    data: list[LedgerEntryOut]
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page.")
+
+
+@router.get("/{account_id}/ledger", response_model=LedgerPage)
+async def account_ledger(
+    account_id: str, session: AdminSession, limit: int = Query(100, ge=1, le=1000), before: int | None = None
+) -> LedgerPage:
+    entries = await service.ledger_entries(session, account_id, limit=limit, before_id=before)
+    data = [LedgerEntryOut.model_validate(entry, from_attributes=True) for entry in entries]
+    return LedgerPage(data=data, next_before=data[-1].id if len(data) == limit else None)

@@ -86,3 +86,15 @@ async def adjust_credits(session: AsyncSession, account_id: str, amount: Decimal
     account = await get_account(session, account_id)
     await session.refresh(account)
     return account
+
+
+async def ledger_entries(
+    session: AsyncSession, account_id: str, *, limit: int = 100, before_id: int | None = None
+) -> Sequence[LedgerEntry]:
+    """The account's ledger, newest first: grants and adjustments with their note and actor,
+    and every charge with its request id."""
+    await get_account(session, account_id)
+    query = select(LedgerEntry).where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(LedgerEntry.id < before_id)
+    return (await session.scalars(query)).all()
