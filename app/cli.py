@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging.config
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -230,7 +231,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=log_config(),
         # SIGTERM: stop accepting, give in-flight requests this long, then run the lifespan's
         # shutdown (which puts running tasks back on the queue).
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) or None,
     )
     return 0
 

@@ -19,8 +19,8 @@ import pytest
 from tests.databases import REDIS_URL, TemplateDatabases
 from tests.fakes.channels import ok
 from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.harness import ADMIN_TOKEN
 from tests.processes import gateway_command, gateway_env, serving, stop
+from tests.served import account_with_key, add_channel, admin
 
 pytestmark = pytest.mark.slow
 
@@ -47,37 +47,6 @@ def cluster(pg_url: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], str, 
         first = stack.enter_context(serving(env, log_path=tmp_path / "api-1.log"))
         second = stack.enter_context(serving(env, log_path=tmp_path / "api-2.log"))
         yield env, first, second
-
-
-def admin(base_url: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
-
-
-def add_channel(base_url: str, upstream: FakeUpstream, name: str, priority: int) -> dict[str, Any]:
-    with admin(base_url) as client:
-        local = next(c for c in client.get("/admin/channels").json()["data"] if c["provider"] == "local")
-        client.patch(f"/admin/channels/{local['id']}", json={"enabled": False})
-        created = client.post(
-            "/admin/channels",
-            json={
-                "name": name,
-                "provider": "google-imagen",
-                "base_url": f"{upstream.url}/{name}/v1beta",
-                "auth": {"api_key": "k", "style": "x-goog-api-key"},
-                "models": {"imagen4": "imagen-4.0-generate-001"},
-                "priority": priority,
-            },
-        )
-        assert created.status_code == 201, created.text
-        channel: dict[str, Any] = created.json()
-        return channel
-
-
-def account_with_key(base_url: str, credits: int, **key_fields: Any) -> tuple[str, str]:
-    with admin(base_url) as client:
-        account = client.post("/admin/accounts", json={"name": "team", "credits": credits}).json()
-        key = client.post("/admin/keys", json={"account_id": account["id"], **key_fields}).json()["key"]
-    return account["id"], key
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
