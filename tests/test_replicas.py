@@ -158,3 +158,16 @@ def test_tasks_complete_when_a_worker_is_killed(
         account = client.get(f"/admin/accounts/{account_id}").json()
         assert (account["balance"], account["held"]) == (str(1000 - 6 * 8), "0")
         assert client.get("/admin/ledger/check").json()["ok"] is True
+
+
+def test_key_revoked_through_one_replica_is_refused_by_the_other(cluster: tuple[dict[str, str], str, str]) -> None:
+    _, first, second = cluster
+    _, key = account_with_key(first, credits=100)
+    assert asyncio.run(burst([second], key, 1)) == [200]  # the second replica has the key cached now
+    with admin(first) as client:
+        key_id = next(k["id"] for k in client.get("/admin/keys").json()["data"] if key.startswith(k["prefix"]))
+        assert client.delete(f"/admin/keys/{key_id}").status_code == 200
+    revoked_at = time.monotonic()
+    while asyncio.run(burst([second], key, 1)) != [401]:
+        assert time.monotonic() - revoked_at < 5, "the second replica still accepts a revoked key"
+        time.sleep(0.2)
