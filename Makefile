@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck pytest migrate venv clean
+.PHONY: run test lint typecheck pytest migrate venv clean bench
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ pytest: venv
 
 ## Every check CI runs: lint, types, and the whole test suite on SQLite and PostgreSQL.
 test: lint typecheck pytest
+
+## Overhead, capacity and memory against a fake upstream (a few minutes; installs wrk with apt if
+## missing). Pass options through BENCH_ARGS, e.g. BENCH_ARGS="--workers 1 --backends sqlite".
+bench: venv
+	sh tests/benchmarks/setup.sh
+	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
