@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from app.api.errors import describe_validation_errors
-from app.billing.amounts import render
 from app.errors import InvalidValue, UnsupportedParameter
 from app.files.signing import UrlSigner
-from app.generation.service import Billing, Generated
+from app.generation.service import Generated
 from app.generation.types import ASPECT_RATIOS, DIMENSIONS, ImageRequest
 
 SEED_MAX = 4_294_967_295
@@ -158,17 +157,6 @@ def _provider_extras(body: ImagesGenerationBody) -> dict[str, Any]:
     return extras
 
 
-def billing_body(billing: Billing) -> dict[str, Any]:
-    return {
-        "images": billing.images,
-        "unit_credits": render(billing.unit_credits),
-        "model_multiplier": render(billing.model_multiplier),
-        "channel_multiplier": render(billing.channel_multiplier),
-        "credits": render(billing.credits),
-        "balance": render(billing.balance),
-    }
-
-
 def images_body(generated: Generated, data: list[dict[str, str]]) -> dict[str, Any]:
     """The response body around its `data` items (base64, URLs, or file references to keep)."""
     body: dict[str, Any] = {
@@ -177,7 +165,7 @@ def images_body(generated: Generated, data: list[dict[str, str]]) -> dict[str, A
         "model": generated.model.id,
         "data": data,
         "filtered": [{"reason": reason} for reason in generated.filtered_reasons],
-        "billing": billing_body(generated.billing),
+        "billing": generated.billing.to_json(),
     }
     if generated.provider == "local":
         body["placeholder"] = True

@@ -18,12 +18,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
-from app.billing.amounts import charge
+from app.billing.amounts import charge, render
 from app.catalog.snapshot import CatalogSnapshot, ModelSpec
 from app.db import Database, new_id, utcnow
 from app.errors import (
@@ -60,6 +60,17 @@ class Billing:
     channel_multiplier: Decimal
     credits: Decimal
     balance: Decimal
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's `billing` block: amounts as decimal strings."""
+        return {
+            "images": self.images,
+            "unit_credits": render(self.unit_credits),
+            "model_multiplier": render(self.model_multiplier),
+            "channel_multiplier": render(self.channel_multiplier),
+            "credits": render(self.credits),
+            "balance": render(self.balance),
+        }
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
-from app.billing.amounts import render
 from app.db import new_id, utcnow
 from app.errors import NotFound
 from app.files.models import StoredFile
@@ -110,7 +109,6 @@ async def cancel(session: AsyncSession, account_id: str, task_id: str) -> Task:
 
 
 async def mark_succeeded(session: AsyncSession, task_id: str, generated: Generated) -> None:
-    billing = generated.billing
     await session.execute(
         update(Task)
         .where(Task.id == task_id)
@@ -124,14 +122,7 @@ async def mark_succeeded(session: AsyncSession, task_id: str, generated: Generat
                 "data": [{"file_id": f.id, "mime_type": f.content_type} for f in generated.files],
                 "filtered": [{"reason": reason} for reason in generated.filtered_reasons],
             },
-            billing={
-                "images": billing.images,
-                "unit_credits": render(billing.unit_credits),
-                "model_multiplier": render(billing.model_multiplier),
-                "channel_multiplier": render(billing.channel_multiplier),
-                "credits": render(billing.credits),
-                "balance": render(billing.balance),
-            },
+            billing=generated.billing.to_json(),
         )
         .execution_options(synchronize_session=False)
     )
