@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account
 from app.billing.amounts import render
 from app.billing.models import LedgerEntry, UsageRecord
-from app.db import credits_literal, utcnow
+from app.db import Fixed4, utcnow
 from app.errors import InsufficientCredits
 
 FINAL_FAILURE_STATUSES = frozenset({"failed", "filtered", "canceled", "expired"})
@@ -60,44 +60,70 @@ class Outcome:
     error_code: str | None = None
 
 
+# The statements are built once: on the hot path, building and ORM-wrapping a statement costs
+# more than running it. Amounts are bound as Fixed4 (see app.db.credits_literal for why).
+_accounts = cast(Table, Account.__table__)
+_usage = cast(Table, UsageRecord.__table__)
+_ledger = cast(Table, LedgerEntry.__table__)
+_amount = bindparam("amount", type_=Fixed4())
+_HOLD = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("account"), _accounts.c.balance - _accounts.c.held >= _amount)
+    .values(held=_accounts.c.held + _amount)
+    .returning(_accounts.c.id)
+)
+_CHARGE = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("account"))
+    .values(
+        held=_accounts.c.held - bindparam("hold", type_=Fixed4()),
+        balance=_accounts.c.balance - bindparam("charge", type_=Fixed4()),
+    )
+    .returning(_accounts.c.balance)
+)
+_UNHOLD = (
+    update(_accounts)
+    .where(_accounts.c.id == bindparam("account"))
+    .values(held=_accounts.c.held - bindparam("hold", type_=Fixed4()))
+)
+_END = (
+    update(_usage)
+    .where(_usage.c.id == bindparam("request"), _usage.c.status == "pending")
+    .returning(_usage.c.account_id, _usage.c.hold_credits)
+)
+
+
 async def place_hold(session: AsyncSession, terms: HoldTerms) -> None:
     """Reserve `terms.hold_credits` or raise 402; also opens the usage record."""
-    amount = credits_literal(terms.hold_credits)
-    result = await session.execute(
-        update(Account)
-        .where(Account.id == terms.account_id, Account.balance - Account.held >= amount)
-        .values(held=Account.held + amount)
-        .returning(Account.id)
-        .execution_options(synchronize_session=False)
-    )
-    if result.first() is None:
+    connection = await session.connection()
+    held = await connection.execute(_HOLD, {"account": terms.account_id, "amount": terms.hold_credits})
+    if held.first() is None:
         raise InsufficientCredits(
             f"This request needs {render(terms.hold_credits)} credits available; the account has less. "
             "Add credits or request fewer images."
         )
-    # Core inserts, not session.add(): this is the hot path, and the unit of work's bookkeeping
-    # costs more than the statement itself.
-    await session.execute(
-        insert(UsageRecord).values(
-            id=terms.request_id,
-            account_id=terms.account_id,
-            key_id=terms.key_id,
-            endpoint=terms.endpoint,
-            model=terms.model,
-            status="pending",
-            hold_credits=terms.hold_credits,
-            unit_credits=terms.unit_credits,
-            model_multiplier=terms.model_multiplier,
-            images_requested=terms.images_requested,
-            images_delivered=0,
-            credits=Decimal(0),
-            attempts=0,
-            channels_tried=[],
-            hold_until=terms.hold_until,
-            user=terms.user,
-            request_metadata=terms.metadata,
-            created_at=utcnow(),
-        )
+    await connection.execute(
+        insert(_usage),
+        {
+            "id": terms.request_id,
+            "account_id": terms.account_id,
+            "key_id": terms.key_id,
+            "endpoint": terms.endpoint,
+            "model": terms.model,
+            "status": "pending",
+            "hold_credits": terms.hold_credits,
+            "unit_credits": terms.unit_credits,
+            "model_multiplier": terms.model_multiplier,
+            "images_requested": terms.images_requested,
+            "images_delivered": 0,
+            "credits": Decimal(0),
+            "attempts": 0,
+            "channels_tried": [],
+            "hold_until": terms.hold_until,
+            "user": terms.user,
+            "metadata": terms.metadata,
+            "created_at": utcnow(),
+        },
     )
 
 
@@ -108,29 +134,21 @@ async def capture(session: AsyncSession, request_id: str, outcome: Outcome) -> D
     if ended is None:
         return None
     account_id, hold = ended
-    row = (
-        await session.execute(
-            update(Account)
-            .where(Account.id == account_id)
-            .values(
-                held=Account.held - credits_literal(hold), balance=Account.balance - credits_literal(outcome.credits)
-            )
-            .returning(Account.balance)
-            .execution_options(synchronize_session=False)
-        )
-    ).one()
-    balance: Decimal = row[0]
-    await session.execute(
-        insert(LedgerEntry).values(
-            account_id=account_id,
-            kind="charge",
-            amount=-outcome.credits,
-            balance_after=balance,
-            request_id=request_id,
-            note=f"{outcome.images_delivered} image(s)",
-            actor="gateway",
-            created_at=utcnow(),
-        )
+    connection = await session.connection()
+    charged = await connection.execute(_CHARGE, {"account": account_id, "hold": hold, "charge": outcome.credits})
+    balance: Decimal = charged.one()[0]
+    await connection.execute(
+        insert(_ledger),
+        {
+            "account_id": account_id,
+            "kind": "charge",
+            "amount": -outcome.credits,
+            "balance_after": balance,
+            "request_id": request_id,
+            "note": f"{outcome.images_delivered} image(s)",
+            "actor": "gateway",
+            "created_at": utcnow(),
+        },
     )
     return balance
 
@@ -143,24 +161,18 @@ async def release(session: AsyncSession, request_id: str, status: str, outcome: 
     if ended is None:
         return False
     account_id, hold = ended
-    await session.execute(
-        update(Account)
-        .where(Account.id == account_id)
-        .values(held=Account.held - credits_literal(hold))
-        .execution_options(synchronize_session=False)
-    )
+    await (await session.connection()).execute(_UNHOLD, {"account": account_id, "hold": hold})
     return True
 
 
 async def _end(session: AsyncSession, request_id: str, status: str, outcome: Outcome) -> tuple[str, Decimal] | None:
-    now: datetime = utcnow()
+    """The compare-and-set that ends a hold: only a pending record moves, so only once."""
+    connection = await session.connection()
     row = (
-        await session.execute(
-            update(UsageRecord)
-            .where(UsageRecord.id == request_id, UsageRecord.status == "pending")
-            .values(
+        await connection.execute(
+            _END.values(
                 status=status,
-                completed_at=now,
+                completed_at=utcnow(),
                 attempts=outcome.attempts,
                 channels_tried=outcome.channels_tried,
                 latency_ms=outcome.latency_ms,
@@ -172,9 +184,8 @@ async def _end(session: AsyncSession, request_id: str, status: str, outcome: Out
                 images_delivered=outcome.images_delivered,
                 credits=outcome.credits,
                 error_code=outcome.error_code,
-            )
-            .returning(UsageRecord.account_id, UsageRecord.hold_credits)
-            .execution_options(synchronize_session=False)
+            ),
+            {"request": request_id},
         )
     ).first()
     if row is None:
