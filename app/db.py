@@ -87,14 +87,14 @@ def new_id(prefix: str, nbytes: int = 12) -> str:
     return f"{prefix}_{secrets.token_hex(nbytes)}"
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 20, max_overflow: int = 20) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 60}, **kwargs)
+        engine = create_async_engine(url, connect_args={"timeout": 60})
         _tune_sqlite(engine)
         return engine
     # No pre-ping: it costs a round trip per checkout on the hot path. Connections are recycled
     # instead, and a dead one fails a single transaction, which the money rules already survive.
-    return create_async_engine(url, pool_size=20, max_overflow=20, pool_recycle=1800, **kwargs)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
@@ -119,9 +119,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 class Database:
     """An engine plus the session factory that every unit of work is opened from."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, pool_size: int = 20, max_overflow: int = 20) -> None:
         self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
+        self.engine = make_engine(url, pool_size, max_overflow)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager

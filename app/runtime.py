@@ -54,7 +54,7 @@ class Gateway:
 
 @asynccontextmanager
 async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
     # One pooled client for every upstream call; per-channel timeouts are applied per request.
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(120.0, connect=10.0),

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     run_worker: bool = True
     auto_migrate: bool = True
 
+    # PostgreSQL connections per process: the pool, and how far past it a burst may go. Mind the
+    # server's max_connections across every replica and worker.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
     # How long a catalog/channel/key snapshot may be served from memory. Admin changes made on
     # another replica become visible after at most this long (the contract promises 5 s).
     cache_ttl_s: float = Field(default=2.0, ge=0)

@@ -36,6 +36,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         admin_token=ADMIN_TOKEN,
         data_dir=tmp_path / "data",
+        db_pool_size=3,
+        db_max_overflow=7,
         _env_file=None,
     )
 

@@ -38,6 +38,9 @@ def gateway_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, st
         GATEWAY_DATABASE_URL=database_url,
         GATEWAY_DATA_DIR=str(data_dir),
         GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
+        # Many gateways share the test machine's PostgreSQL (max_connections 100): keep pools small.
+        GATEWAY_DB_POOL_SIZE="3",
+        GATEWAY_DB_MAX_OVERFLOW="5",
         **extra,
     )
     return env

@@ -57,15 +57,21 @@ def row(m: Measurement) -> str:
     d, g = m.direct, m.through
     if not g.requests:
         return _unanswered_row(m)
-    upstream_cpu = 1000 * m.upstream_cpu_s / g.requests if g.requests else float("nan")
     errors = ", ".join(f"{k} {v}" for k, v in g.errors.items()) or "0"
+    if m.scenario.once:
+        # One request per connection: what matters is how many came back, and the CPU in all.
+        total = m.scenario.connections
+        throughput = f"answered {d.requests}/{total} → {g.requests}/{total}"
+        cpu = f"{m.usage.cpu_s:.1f} s in all | {m.upstream_cpu_s:.1f} s in all"
+    else:
+        throughput = f"{d.rps:.0f} → {g.rps:.0f} ({m.throughput_ratio:.0%})"
+        cpu = f"{m.cpu_ms_per_request:.2f} | {1000 * m.upstream_cpu_s / g.requests:.2f}"
     return (
-        f"| {m.backend} | {m.workers} | {m.scenario.name}: {m.scenario.title} "
-        f"| {d.rps:.0f} → {g.rps:.0f} ({m.throughput_ratio:.0%}) "
+        f"| {m.backend} | {m.workers} | {m.scenario.name}: {m.scenario.title} | {throughput} "
         f"| {_triple(d.p50_ms, d.p95_ms, d.p99_ms)} | {_triple(g.p50_ms, g.p95_ms, g.p99_ms)} "
-        f"| {_triple(m.added_ms('p50_ms'), m.added_ms('p95_ms'), m.added_ms('p99_ms'))} "
-        f"| {m.cpu_ms_per_request:.2f} | {upstream_cpu:.2f} "
-        f"| {m.usage.peak_rss_mb:.0f} ({m.usage.idle_rss_mb:.0f}) | {m.upstream_peak_in_flight} | {errors} | {m.other_load_cores:.2f} |"
+        f"| {_triple(m.added_ms('p50_ms'), m.added_ms('p95_ms'), m.added_ms('p99_ms'))} | {cpu} "
+        f"| {m.usage.peak_rss_mb:.0f} ({m.usage.idle_rss_mb:.0f}) | {m.upstream_peak_in_flight} | {errors} "
+        f"| {m.other_load_cores:.2f} |"
     )
 
 
