@@ -176,3 +176,13 @@ async def test_relay_served_by_gemini_channel_and_all_filtered_is_empty_object(
     assert filtered.json() == {}
     assert (await gw.account(account_id))["balance"] == "76"
     assert await gw.ledger_problems() == []
+
+
+async def test_long_vertex_project_names_are_recorded_by_route(gw: Harness) -> None:
+    _, key = await gw.account_with_key(credits=100)
+    project = "p" * 300
+    path = f"/v1/projects/{project}/locations/us-central1/publishers/google/models/imagen4:predict"
+    response = await gw.http.post(path, json=SEED_DOC_BODY, headers={"x-goog-api-key": key})
+    assert response.status_code == 200, response.text
+    export = (await gw.admin("GET", "/admin/usage/export")).text
+    assert "/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}:predict" in export

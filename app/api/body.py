@@ -42,3 +42,11 @@ async def read_json(request: Request, max_bytes: int) -> tuple[bytes, dict[str, 
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return raw, body
+
+
+def endpoint_of(request: Request) -> str:
+    """The route a request came by, as recorded on its usage record: the route's template, so
+    that path parameters (a Vertex project name, say) can neither bloat nor overflow it."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else request.url.path[:200]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.body import read_json
+from app.api.body import endpoint_of, read_json
 from app.api.disconnect import unless_disconnected
 from app.api.google_wire import empty_prediction, parse_predict_request, rai_only, render_predictions
 from app.api.idempotent import Template, file_refs, with_idempotency
@@ -54,7 +54,7 @@ async def predict(request: Request, model: str) -> Response:
             generated = await unless_disconnected(
                 request,
                 gateway.generation.generate(
-                    caller, replace(image_request, keep_files=keep_files), endpoint=request.url.path
+                    caller, replace(image_request, keep_files=keep_files), endpoint=endpoint_of(request)
                 ),
             )
         except AllImagesFiltered as filtered:

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.body import read_json
+from app.api.body import endpoint_of, read_json
 from app.api.disconnect import unless_disconnected
 from app.api.idempotent import Template, file_refs, with_idempotency
 from app.api.schemas import ERROR_RESPONSES, ImagesResponse
@@ -46,7 +46,12 @@ async def create_images(request: Request) -> Response:
     async def produce(keep_files: bool) -> tuple[Response, Template | None]:
         if queued:
             task = await tasks.submit(
-                gateway, caller, image_request, request.url.path, callback_url=body.callback_url, public_base=base_url
+                gateway,
+                caller,
+                image_request,
+                endpoint_of(request),
+                callback_url=body.callback_url,
+                public_base=base_url,
             )
             return task_response(request, task, 202), {
                 "kind": "task",
@@ -55,7 +60,7 @@ async def create_images(request: Request) -> Response:
             }
         wanted = replace(image_request, keep_files=keep_files)
         generated = await unless_disconnected(
-            request, gateway.generation.generate(caller, wanted, endpoint=request.url.path)
+            request, gateway.generation.generate(caller, wanted, endpoint=endpoint_of(request))
         )
         items = image_items(generated, wanted.response_format, gateway.files.signer, base_url)
         response = Response(orjson.dumps(images_body(generated, items)), media_type="application/json")
