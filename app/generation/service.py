@@ -151,8 +151,21 @@ class GenerationService:
 
     async def generate(self, caller: Caller, request: ImageRequest, endpoint: str) -> Generated:
         async with self.limited(caller):
-            admitted = await self.admit(caller, request, endpoint)
+            admitting = asyncio.ensure_future(self.admit(caller, request, endpoint))
+            try:
+                admitted = await asyncio.shield(admitting)
+            except asyncio.CancelledError:
+                # The caller left while its hold may be committing: let that finish, then give
+                # the hold back at once rather than leave it to the sweeper.
+                await asyncio.wait({admitting})
+                if not admitting.cancelled() and admitting.exception() is None:
+                    await asyncio.shield(self._give_back(admitting.result()))
+                raise
             return await self.execute(admitted)
+
+    async def _give_back(self, admitted: Admitted) -> None:
+        stop = GatewayError("The request was canceled; nothing was charged.", code="canceled", status=499)
+        await self._release(admitted, "canceled", [], time.monotonic(), stop, Finish())
 
     @asynccontextmanager
     async def limited(self, caller: Caller) -> AsyncIterator[None]:
