@@ -21,6 +21,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 SCALE = 10_000  # amounts and multipliers are stored as integers in 1/10,000
+READ_ONLY = "gateway_read_only"  # execution option of the sessions that only read
 
 
 class Fixed4(TypeDecorator[Decimal]):
@@ -113,21 +114,26 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads (Database.sessions) take a deferred snapshot and block nobody; everything else
+        # takes the write lock up front.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class Database:
-    """An engine plus the session factory that every unit of work is opened from."""
+    """An engine plus the session factories every read and every unit of work is opened from."""
 
     def __init__(self, url: str, pool_size: int = 20, max_overflow: int = 20) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size, max_overflow)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # `sessions()` is for reading only (on SQLite it does not take the write lock);
+        # every write goes through `transaction()`.
+        self.sessions = async_sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self._writers = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """One short unit of work: committed on success, rolled back on any error."""
-        async with self.sessions() as session, session.begin():
+        async with self._writers() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
