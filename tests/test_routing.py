@@ -298,3 +298,43 @@ async def test_replicas_share_channel_health_through_redis(settings: Settings, u
         assert ups.calls("broken") == calls  # the second replica skips it too
         seen = (await second.admin("GET", f"/admin/channels/{broken['id']}")).json()["health"]
         assert seen["state"] == "open"
+
+
+async def test_client_leaving_mid_body_is_499_not_an_internal_error(
+    gw: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    account_id, key = await gw.account_with_key(credits=100)
+    sent: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"prompt": "', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    parts = iter(messages)
+
+    async def receive() -> dict[str, Any]:
+        return next(parts)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/images/generations",
+        "raw_path": b"/v1/images/generations",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("gateway.test", 80),
+        "state": {},
+    }
+    await gw.app(scope, receive, send)  # type: ignore[arg-type]
+
+    assert sent[0]["status"] == 499
+    assert "unhandled error" not in caplog.text
+    account = await gw.account(account_id)
+    assert (account["balance"], account["held"]) == ("100", "0")

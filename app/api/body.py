@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from app.api.disconnect import ClientClosedRequest
 from app.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 
 
@@ -27,11 +28,14 @@ async def read_json(request: Request, max_bytes: int) -> tuple[bytes, dict[str, 
         raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest("The client closed the connection while sending the body.") from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")

@@ -130,7 +130,9 @@ class Run:
             ok, output = ledger_check(env)
             pending = open_holds(url)
         verdict = "exit 0, every invariant holds" if ok else f"FAILED:\n\n```\n{output}\n```"
-        return ok, f"- {self.backend}, {self.workers} worker(s): {verdict}; holds still open after shutdown: {pending}"
+        line = f"- {self.backend}, {self.workers} worker(s): {verdict}; holds still open after shutdown: {pending}"
+        print(line, file=sys.stderr)  # now, not only in the final report: a long run can be cut short
+        return ok, line
 
     def measure(self, gw: Gateway, key: str, scenario: Scenario) -> Measurement:
         self._warm_up(gw, key, scenario)
