@@ -7,7 +7,7 @@ import asyncio
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -207,22 +207,7 @@ async def test_client_disconnect_cancels_and_releases_the_hold(routed: tuple[Har
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/images/generations",
-        "raw_path": b"/v1/images/generations",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("gateway.test", 80),
-        "state": {},
-    }
-    await asyncio.wait_for(gw.app(scope, receive, send), timeout=5)  # type: ignore[arg-type]
+    await asyncio.wait_for(call_generation_raw(gw, key, receive, send), timeout=5)
 
     (row,) = await usage_rows(gw)
     assert (row["status"], row["error_code"]) == ("canceled", "canceled")
@@ -317,6 +302,22 @@ async def test_client_leaving_mid_body_is_499_not_an_internal_error(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
+    await call_generation_raw(gw, key, receive, send)
+
+    assert sent[0]["status"] == 499
+    assert "unhandled error" not in caplog.text
+    account = await gw.account(account_id)
+    assert (account["balance"], account["held"]) == ("100", "0")
+
+
+async def call_generation_raw(
+    gw: Harness,
+    key: str,
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    """POST /v1/images/generations straight into the ASGI app, so a test controls exactly what
+    the client sends and when it goes away (httpx's transport cannot disconnect mid-request)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -333,8 +334,3 @@ async def test_client_leaving_mid_body_is_499_not_an_internal_error(
         "state": {},
     }
     await gw.app(scope, receive, send)  # type: ignore[arg-type]
-
-    assert sent[0]["status"] == 499
-    assert "unhandled error" not in caplog.text
-    account = await gw.account(account_id)
-    assert (account["balance"], account["held"]) == ("100", "0")
