@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import BigInteger, BindParameter, DateTime, event, literal
 from sqlalchemy.engine import Dialect
@@ -20,6 +20,9 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from app.write_gate import WriteGate
+
+Lane = Literal["admit", "settle"]  # the hot path's two write transactions, see app/write_gate.py
 SCALE = 10_000  # amounts and multipliers are stored as integers in 1/10,000
 READ_ONLY = "gateway_read_only"  # execution option of the sessions that only read
 
@@ -129,11 +132,22 @@ class Database:
         # every write goes through `transaction()`.
         self.sessions = async_sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._writers = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one write lock: queue for it here rather than busy-wait in a driver thread.
+        # Elsewhere half the pool, so reads and other writes always find a connection.
+        self.gate = WriteGate(1 if url.startswith("sqlite") else max(1, pool_size // 2))
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One short unit of work: committed on success, rolled back on any error."""
-        async with self._writers() as session, session.begin():
+    async def transaction(self, lane: Lane | None = None) -> AsyncIterator[AsyncSession]:
+        """One short unit of work: committed on success, rolled back on any error.
+
+        The generation pipeline names its `lane`: its holds and settlements pass the write gate
+        (settlements first). A gated transaction must not wait for another gated one inside it.
+        """
+        if lane is None:
+            async with self._writers() as session, session.begin():
+                yield session
+            return
+        async with self.gate.slot(urgent=lane == "settle"), self._writers() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:

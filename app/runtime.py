@@ -20,6 +20,7 @@ from app.generation.service import GenerationService
 from app.keys.auth import KeyCache
 from app.keys.limits import KeyLimiter
 from app.observability.metrics import Metrics
+from app.providers.aiohttp_transport import upstream_client
 from app.providers.base import ImageProvider
 from app.providers.registry import build_providers
 from app.routing.breaker import BreakerPolicy
@@ -56,10 +57,8 @@ class Gateway:
 async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     db = Database(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
     # One pooled client for every upstream call; per-channel timeouts are applied per request.
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(120.0, connect=10.0),
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        follow_redirects=False,
+    http = upstream_client(
+        max_connections=settings.upstream_max_connections, timeout=httpx.Timeout(120.0, connect=10.0)
     )
     callback_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=httpx.Timeout(15.0))
     # Shared state for several replicas lives in Redis when it is configured.

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1)
     # How often an idle worker looks for queued tasks and due callbacks.
     worker_poll_s: float = Field(default=0.5, gt=0)
+    # Upstream connections one process may hold open at once. It only has to stay above the
+    # concurrency the process serves: per-channel max_concurrency is the limit operators tune.
+    upstream_max_connections: int = Field(default=10_000, ge=1)
     # How long a request waits for a slot on a channel at its max_concurrency before moving on.
     channel_slot_wait_s: float = Field(default=2.0, ge=0)
 

@@ -208,7 +208,7 @@ class GenerationService:
             user=request.user,
             metadata=dict(request.metadata),
         )
-        async with self.db.transaction() as session:
+        async with self.db.transaction("admit") as session:
             if caller.credit_cap is not None:
                 await check_credit_cap(session, caller, terms.hold_credits)
             await holds.place_hold(session, terms)
@@ -302,7 +302,7 @@ class GenerationService:
         credits = charge(terms.unit_credits, terms.model_multiplier, channel.multiplier, delivered)
         outcome = _outcome(routed.attempts, started, routed, delivered=delivered, credits=credits)
         generated: Generated | None = None
-        async with self.db.transaction() as session:
+        async with self.db.transaction("settle") as session:
             balance = await holds.capture(session, terms.request_id, outcome)
             if balance is not None:
                 session.add_all(stored)
@@ -351,7 +351,7 @@ class GenerationService:
         finish: Finish,
     ) -> None:
         outcome = _outcome(attempts, started, None, error_code=error.code)
-        async with self.db.transaction() as session:
+        async with self.db.transaction("settle") as session:
             released = await holds.release(session, admitted.terms.request_id, status, outcome)
             if released and finish.on_failed is not None:
                 await finish.on_failed(session, status, error)
