@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import BindParameter, String, Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Account
@@ -21,6 +21,7 @@ from app.billing.amounts import render
 from app.billing.models import LedgerEntry, UsageRecord
 from app.db import Fixed4, utcnow
 from app.errors import InsufficientCredits
+from app.hot_sql import HotStatement
 
 FINAL_FAILURE_STATUSES = frozenset({"failed", "filtered", "canceled", "expired"})
 
@@ -60,50 +61,106 @@ class Outcome:
     error_code: str | None = None
 
 
-# The statements are built once: on the hot path, building and ORM-wrapping a statement costs
-# more than running it. Amounts are bound as Fixed4 (see app.db.credits_literal for why).
+# Built once and run as driver SQL (app/hot_sql.py): on the hot path, SQLAlchemy's per-statement
+# work costs more than the statements. Amounts are bound as Fixed4 (see app.db.credits_literal).
 _accounts = cast(Table, Account.__table__)
 _usage = cast(Table, UsageRecord.__table__)
 _ledger = cast(Table, LedgerEntry.__table__)
 _amount = bindparam("amount", type_=Fixed4())
-_HOLD = (
+
+
+def _binds(table: Table, *names: str) -> dict[str, BindParameter[Any]]:
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+
+
+_HOLD = HotStatement(
     update(_accounts)
     .where(_accounts.c.id == bindparam("account"), _accounts.c.balance - _accounts.c.held >= _amount)
     .values(held=_accounts.c.held + _amount)
-    .returning(_accounts.c.id)
+    .returning(_accounts.c.id),
+    returns=[String()],
 )
-_CHARGE = (
+_OPEN = HotStatement(
+    insert(_usage).values(
+        _binds(
+            _usage,
+            "id",
+            "account_id",
+            "key_id",
+            "endpoint",
+            "model",
+            "status",
+            "hold_credits",
+            "unit_credits",
+            "model_multiplier",
+            "images_requested",
+            "images_delivered",
+            "credits",
+            "attempts",
+            "channels_tried",
+            "hold_until",
+            "user",
+            "metadata",
+            "created_at",
+        )
+    )
+)
+_CHARGE = HotStatement(
     update(_accounts)
     .where(_accounts.c.id == bindparam("account"))
     .values(
         held=_accounts.c.held - bindparam("hold", type_=Fixed4()),
         balance=_accounts.c.balance - bindparam("charge", type_=Fixed4()),
     )
-    .returning(_accounts.c.balance)
+    .returning(_accounts.c.balance),
+    returns=[Fixed4()],
 )
-_UNHOLD = (
+_UNHOLD = HotStatement(
     update(_accounts)
     .where(_accounts.c.id == bindparam("account"))
     .values(held=_accounts.c.held - bindparam("hold", type_=Fixed4()))
 )
-_END = (
+_END = HotStatement(
     update(_usage)
     .where(_usage.c.id == bindparam("request"), _usage.c.status == "pending")
-    .returning(_usage.c.account_id, _usage.c.hold_credits)
+    .values(
+        _binds(
+            _usage,
+            "status",
+            "completed_at",
+            "attempts",
+            "channels_tried",
+            "latency_ms",
+            "upstream_model",
+            "channel_id",
+            "channel_name",
+            "provider",
+            "channel_multiplier",
+            "images_delivered",
+            "credits",
+            "error_code",
+        )
+    )
+    .returning(_usage.c.account_id, _usage.c.hold_credits),
+    returns=[String(), Fixed4()],
+)
+_RECORD_CHARGE = HotStatement(
+    insert(_ledger).values(
+        _binds(_ledger, "account_id", "kind", "amount", "balance_after", "request_id", "note", "actor", "created_at")
+    )
 )
 
 
 async def place_hold(session: AsyncSession, terms: HoldTerms) -> None:
     """Reserve `terms.hold_credits` or raise 402; also opens the usage record."""
-    connection = await session.connection()
-    held = await connection.execute(_HOLD, {"account": terms.account_id, "amount": terms.hold_credits})
-    if held.first() is None:
+    held = await _HOLD.run(session, {"account": terms.account_id, "amount": terms.hold_credits})
+    if not held:
         raise InsufficientCredits(
             f"This request needs {render(terms.hold_credits)} credits available; the account has less. "
             "Add credits or request fewer images."
         )
-    await connection.execute(
-        insert(_usage),
+    await _OPEN.run(
+        session,
         {
             "id": terms.request_id,
             "account_id": terms.account_id,
@@ -134,11 +191,10 @@ async def capture(session: AsyncSession, request_id: str, outcome: Outcome) -> D
     if ended is None:
         return None
     account_id, hold = ended
-    connection = await session.connection()
-    charged = await connection.execute(_CHARGE, {"account": account_id, "hold": hold, "charge": outcome.credits})
-    balance: Decimal = charged.one()[0]
-    await connection.execute(
-        insert(_ledger),
+    charged = await _CHARGE.run(session, {"account": account_id, "hold": hold, "charge": outcome.credits})
+    balance: Decimal = charged[0][0]
+    await _RECORD_CHARGE.run(
+        session,
         {
             "account_id": account_id,
             "kind": "charge",
@@ -161,33 +217,31 @@ async def release(session: AsyncSession, request_id: str, status: str, outcome: 
     if ended is None:
         return False
     account_id, hold = ended
-    await (await session.connection()).execute(_UNHOLD, {"account": account_id, "hold": hold})
+    await _UNHOLD.run(session, {"account": account_id, "hold": hold})
     return True
 
 
 async def _end(session: AsyncSession, request_id: str, status: str, outcome: Outcome) -> tuple[str, Decimal] | None:
     """The compare-and-set that ends a hold: only a pending record moves, so only once."""
-    connection = await session.connection()
-    row = (
-        await connection.execute(
-            _END.values(
-                status=status,
-                completed_at=utcnow(),
-                attempts=outcome.attempts,
-                channels_tried=outcome.channels_tried,
-                latency_ms=outcome.latency_ms,
-                upstream_model=outcome.upstream_model,
-                channel_id=outcome.channel_id,
-                channel_name=outcome.channel_name,
-                provider=outcome.provider,
-                channel_multiplier=outcome.channel_multiplier,
-                images_delivered=outcome.images_delivered,
-                credits=outcome.credits,
-                error_code=outcome.error_code,
-            ),
-            {"request": request_id},
-        )
-    ).first()
-    if row is None:
+    rows = await _END.run(
+        session,
+        {
+            "request": request_id,
+            "status": status,
+            "completed_at": utcnow(),
+            "attempts": outcome.attempts,
+            "channels_tried": outcome.channels_tried,
+            "latency_ms": outcome.latency_ms,
+            "upstream_model": outcome.upstream_model,
+            "channel_id": outcome.channel_id,
+            "channel_name": outcome.channel_name,
+            "provider": outcome.provider,
+            "channel_multiplier": outcome.channel_multiplier,
+            "images_delivered": outcome.images_delivered,
+            "credits": outcome.credits,
+            "error_code": outcome.error_code,
+        },
+    )
+    if not rows:
         return None
-    return row[0], row[1]
+    return rows[0][0], rows[0][1]

@@ -1,0 +1,69 @@
+"""The write gate that orders the hot path's transactions (app/write_gate.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.write_gate import WriteGate
+
+
+async def test_a_freed_slot_goes_to_a_settlement_before_earlier_holds() -> None:
+    gate = WriteGate(1)
+    order: list[str] = []
+    release_first = asyncio.Event()
+
+    async def run(name: str, *, urgent: bool, until: asyncio.Event | None = None) -> None:
+        async with gate.slot(urgent=urgent):
+            order.append(name)
+            if until is not None:
+                await until.wait()
+
+    first = asyncio.create_task(run("hold-1", urgent=False, until=release_first))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(run("hold-2", urgent=False)), asyncio.create_task(run("hold-3", urgent=False))]
+    await asyncio.sleep(0)
+    settle = asyncio.create_task(run("settle", urgent=True))
+    await asyncio.sleep(0)
+    assert order == ["hold-1"]
+    release_first.set()
+    await asyncio.gather(first, settle, *waiting)
+    assert order == ["hold-1", "settle", "hold-2", "hold-3"]
+
+
+async def test_capacity_bounds_how_many_run_at_once() -> None:
+    gate = WriteGate(3)
+    running = peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        async with gate.slot(urgent=False):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    await asyncio.gather(*(work() for _ in range(20)))
+    assert peak == 3
+
+
+async def test_a_waiter_cancelled_in_the_queue_leaves_no_slot_behind() -> None:
+    gate = WriteGate(1)
+    held = asyncio.Event()
+    done = asyncio.Event()
+
+    async def holder() -> None:
+        async with gate.slot(urgent=False):
+            held.set()
+            await done.wait()
+
+    owner = asyncio.create_task(holder())
+    await held.wait()
+    doomed = asyncio.create_task(gate.slot(urgent=True).__aenter__())
+    await asyncio.sleep(0)
+    doomed.cancel()
+    done.set()
+    await owner
+    # The slot went back to the gate, not to the cancelled waiter: the next caller gets it at once.
+    async with asyncio.timeout(1):
+        async with gate.slot(urgent=False):
+            pass
