@@ -1,4 +1,10 @@
-"""The `image-gateway` command (also `python -m app`)."""
+"""The `image-gateway` command (also `python -m app`).
+
+Only light modules are imported at module level. With `serve --workers N` this process is
+uvicorn's supervisor, which never handles a request: importing the services, models, SQLAlchemy
+and the app here would cost it ~100 MB RSS for nothing (and the spawned workers re-import this
+module too). Each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +15,21 @@ import logging.config
 import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts import service as accounts
-from app.accounts.admin_api import AccountOut
-from app.billing.admin_api import UsageReportOut
-from app.billing.amounts import parse_amount
-from app.billing.ledger_check import check_ledger
-from app.billing.usage_export import export_csv
-from app.billing.usage_report import parse_group_by, usage_report, utc_datetime
-from app.bootstrap import migrate
-from app.catalog import service as catalog
-from app.catalog.schemas import ChannelCreate, ChannelFields, ChannelOut
-from app.db import Database
 from app.errors import GatewayError
-from app.keys import service as keys
-from app.keys.admin_api import KeyCreated, KeyOut
 from app.observability.logs import log_config
 from app.settings import Settings
-from app.tasks.standalone import run_worker
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.db import Database
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def utc_datetime(text: str) -> datetime:
+    """`app.billing.usage_report.utc_datetime`, imported only when a date is given. Keeps the
+    name: argparse reports a bad value as "invalid utc_datetime value"."""
+    from app.billing.usage_report import utc_datetime as parse
+
+    return parse(text)
+
+
 def _channel_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--name", required=required)
     p.add_argument("--provider", required=required)
@@ -176,8 +181,9 @@ def _channel_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-Command = Callable[[AsyncSession, argparse.Namespace], Awaitable[int]]
-DatabaseCommand = Callable[[Database, argparse.Namespace], Awaitable[int]]
+if TYPE_CHECKING:
+    Command = Callable[[AsyncSession, argparse.Namespace], Awaitable[int]]
+    DatabaseCommand = Callable[[Database, argparse.Namespace], Awaitable[int]]
 
 
 def _db(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -194,6 +200,9 @@ def _database(command: DatabaseCommand) -> Callable[[argparse.Namespace], int]:
     """Run a command against GATEWAY_DATABASE_URL, migrated first."""
 
     def run(args: argparse.Namespace) -> int:
+        from app.bootstrap import migrate
+        from app.db import Database
+
         async def go() -> int:
             settings = Settings()
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +229,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate:
+        from app.bootstrap import migrate
+
         asyncio.run(migrate(settings.database_url))
+    # The app is named by import string, so with workers > 1 only the workers import it.
     uvicorn.run(
         "app.main:create_app_from_env",
         factory=True,
@@ -237,6 +249,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from app.bootstrap import migrate
+    from app.tasks.standalone import run_worker
+
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.config.dictConfig(log_config())
@@ -247,6 +262,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.bootstrap import migrate
+
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(migrate(settings.database_url))
@@ -255,6 +272,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.accounts import service as accounts
+    from app.accounts.admin_api import AccountOut
+    from app.billing.amounts import parse_amount
+
     credits = parse_amount(args.credits, field="credits")
     if credits < 0:
         raise ValueError("credits must not be negative")
@@ -263,17 +284,27 @@ async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -
 
 
 async def cmd_accounts_list(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.accounts import service as accounts
+    from app.accounts.admin_api import AccountOut
+
     _print([AccountOut.of(a).model_dump(mode="json") for a in await accounts.list_accounts(session)])
     return 0
 
 
 async def cmd_accounts_grant(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.accounts import service as accounts
+    from app.accounts.admin_api import AccountOut
+    from app.billing.amounts import parse_amount
+
     amount: Decimal = parse_amount(args.amount, field="amount")
     _print(AccountOut.of(await accounts.adjust_credits(session, args.id, amount, note=args.note, actor=args.actor)))
     return 0
 
 
 async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.keys import service as keys
+    from app.keys.admin_api import KeyCreated, KeyOut
+
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     key, secret = await keys.create_key(session, account_id=args.account, name=args.name, models=models)
     _print(KeyCreated(**KeyOut.of(key).model_dump(), key=secret))
@@ -281,21 +312,33 @@ async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> in
 
 
 async def cmd_keys_list(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.keys import service as keys
+    from app.keys.admin_api import KeyOut
+
     _print([KeyOut.of(k).model_dump(mode="json") for k in await keys.list_keys(session, args.account)])
     return 0
 
 
 async def cmd_keys_revoke(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.keys import service as keys
+    from app.keys.admin_api import KeyOut
+
     _print(KeyOut.of(await keys.revoke_key(session, args.id)))
     return 0
 
 
 async def cmd_channels_list(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.catalog import service as catalog
+    from app.catalog.schemas import ChannelOut
+
     _print([ChannelOut.of(c).model_dump(mode="json") for c in await catalog.list_channels(session)])
     return 0
 
 
 async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.catalog import service as catalog
+    from app.catalog.schemas import ChannelCreate, ChannelOut
+
     fields = ChannelCreate.model_validate(_channel_fields(args)).changes()
     fields.setdefault("auth", {})
     _print(ChannelOut.of(await catalog.create_channel(session, fields)))
@@ -303,17 +346,26 @@ async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> i
 
 
 async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.catalog import service as catalog
+    from app.catalog.schemas import ChannelFields, ChannelOut
+
     fields = ChannelFields.model_validate(_channel_fields(args)).changes()
     _print(ChannelOut.of(await catalog.update_channel(session, args.id, fields)))
     return 0
 
 
 async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.catalog import service as catalog
+    from app.catalog.schemas import ChannelOut
+
     _print(ChannelOut.of(await catalog.update_channel(session, args.id, {"enabled": False})))
     return 0
 
 
 async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.billing.admin_api import UsageReportOut
+    from app.billing.usage_report import parse_group_by, usage_report
+
     report = await usage_report(
         session, start=args.start, end=args.end, group_by=parse_group_by(args.group_by), account_id=args.account
     )
@@ -323,6 +375,8 @@ async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> i
 
 
 async def cmd_usage_export(db: Database, args: argparse.Namespace) -> int:
+    from app.billing.usage_export import export_csv
+
     # Pages are read in short transactions of their own: no unit of work is held open meanwhile.
     out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
     try:
@@ -335,6 +389,8 @@ async def cmd_usage_export(db: Database, args: argparse.Namespace) -> int:
 
 
 async def cmd_ledger_check(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.billing.ledger_check import check_ledger
+
     problems = await check_ledger(session, Settings().hold_timeout_s)
     print(orjson.dumps({"ok": not problems, "problems": problems}, option=orjson.OPT_INDENT_2).decode())
     return 1 if problems else 0

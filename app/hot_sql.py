@@ -58,8 +58,8 @@ class HotStatement:
         if dialect.name == "sqlite":
             raw = await connection.get_raw_connection()
             driver: Any = raw.driver_connection
-            async with driver.execute(prepared.sql, values) as cursor:
-                rows = await cursor.fetchall() if self._returns else []
+            # One hop to the driver's thread for the statement and its rows, not four.
+            rows = list(await driver.execute_fetchall(prepared.sql, values))
         else:
             result = await connection.exec_driver_sql(prepared.sql, values)
             rows = list(result.all()) if self._returns else []

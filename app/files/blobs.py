@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
-
 
 class BlobNotFound(Exception):
     pass
@@ -66,6 +64,10 @@ class S3BlobStore:
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.bucket = parts.hostname
         self.prefix = parts.path.strip("/")
+        # Imported here, not at module level: boto3/botocore cost ~23 MB RSS per process, paid
+        # only by deployments that set GATEWAY_BLOB_URL.
+        import boto3
+
         self.client: Any = boto3.client(
             "s3", endpoint_url=options.get("endpoint_url"), region_name=options.get("region", "us-east-1")
         )
