@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, BindParameter, DateTime, event, literal
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.types import TypeDecorator
 
 from app.write_gate import WriteGate
@@ -25,6 +25,7 @@ from app.write_gate import WriteGate
 Lane = Literal["admit", "settle"]  # the hot path's two write transactions, see app/write_gate.py
 SCALE = 10_000  # amounts and multipliers are stored as integers in 1/10,000
 READ_ONLY = "gateway_read_only"  # execution option of the sessions that only read
+OWN_BEGIN = "gateway_own_begin"  # execution option: Database.transaction emits the BEGIN itself
 
 
 class Fixed4(TypeDecorator[Decimal]):
@@ -93,7 +94,8 @@ def new_id(prefix: str, nbytes: int = 12) -> str:
 
 def make_engine(url: str, pool_size: int = 20, max_overflow: int = 20) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 60})
+        # Reset on return is decided in _tune_sqlite, without a driver round trip when idle.
+        engine = create_async_engine(url, connect_args={"timeout": 60}, pool_reset_on_return=None)
         _tune_sqlite(engine)
         return engine
     # No pre-ping: it costs a round trip per checkout on the hot path. Connections are recycled
@@ -119,7 +121,18 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         # Reads (Database.sessions) take a deferred snapshot and block nobody; everything else
         # takes the write lock up front.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if not options.get(OWN_BEGIN):
+            conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, record: ConnectionPoolEntry, state: PoolResetState) -> None:
+        # A connection returned to the pool must hold no transaction (a forgotten one would keep
+        # the write lock). Most come back already committed: asking the driver costs nothing,
+        # while the pool's unconditional ROLLBACK would be one more hop to its thread.
+        driver = record.driver_connection
+        if state.asyncio_safe and (driver is None or driver.in_transaction):
+            dbapi_connection.rollback()
 
 
 class Database:
@@ -132,9 +145,15 @@ class Database:
         # every write goes through `transaction()`.
         self.sessions = async_sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self._writers = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._is_sqlite = url.startswith("sqlite")
+        self._lane_writers = (
+            async_sessionmaker(self.engine.execution_options(**{OWN_BEGIN: True}), expire_on_commit=False)
+            if self._is_sqlite
+            else self._writers
+        )
         # SQLite has one write lock: queue for it here rather than busy-wait in a driver thread.
         # Elsewhere half the pool, so reads and other writes always find a connection.
-        self.gate = WriteGate(1 if url.startswith("sqlite") else max(1, pool_size // 2))
+        self.gate = WriteGate(1 if self._is_sqlite else max(1, pool_size // 2))
 
     @asynccontextmanager
     async def transaction(self, lane: Lane | None = None) -> AsyncIterator[AsyncSession]:
@@ -147,7 +166,13 @@ class Database:
             async with self._writers() as session, session.begin():
                 yield session
             return
-        async with self.gate.slot(urgent=lane == "settle"), self._writers() as session, session.begin():
+        async with self.gate.slot(urgent=lane == "settle"), self._lane_writers() as session, session.begin():
+            if self._is_sqlite:
+                # BEGIN IMMEDIATE in one hop to the driver's thread (through SQLAlchemy's adapter,
+                # as the begin listener does, it takes three); every statement that follows,
+                # ORM or driver SQL (app/hot_sql.py), runs inside it on this same connection.
+                raw = await (await session.connection()).get_raw_connection()
+                await raw.driver_connection.execute_fetchall("BEGIN IMMEDIATE")  # type: ignore[union-attr]
             yield session
 
     async def dispose(self) -> None:
