@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging.config
 import math
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -229,9 +230,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate:
-        from app.bootstrap import migrate
+        if args.workers > 1:
+            # The supervisor only supervises: migrating in it would keep alembic and every model
+            # in its memory (~36 MB) for its whole life, so a short-lived child does it.
+            migrated = subprocess.run([sys.executable, "-m", "app", "migrate"], check=False)
+            if migrated.returncode != 0:
+                return migrated.returncode
+        else:
+            from app.bootstrap import migrate
 
-        asyncio.run(migrate(settings.database_url))
+            asyncio.run(migrate(settings.database_url))
     # The app is named by import string, so with workers > 1 only the workers import it.
     uvicorn.run(
         "app.main:create_app_from_env",

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.catalog.snapshot import ChannelSpec
-from app.generation.types import GeneratedImage, ImageRequest
+from app.generation.types import Base64Text, GeneratedImage, ImageRequest
 from app.providers.credentials import GoogleTokenSource
 from app.providers.errors import (
     ContentFiltered,
@@ -216,8 +217,8 @@ def test_parameters_the_upstream_cannot_honour_are_reported(
 
 def test_the_final_image_is_passed_through_and_drafts_and_text_are_ignored() -> None:
     b64 = tiny_png_b64()
-    assert parse_response(image_answer(b64)) == GeneratedImage(b64=b64, mime_type="image/png")
-    assert parse_response(THINKING_ANSWER) == GeneratedImage(b64="RklOQUw=", mime_type="image/png")
+    assert parse_response(orjson.dumps(image_answer(b64))) == GeneratedImage(Base64Text.of(b64), "image/png")
+    assert parse_response(orjson.dumps(THINKING_ANSWER)) == GeneratedImage(Base64Text.of("RklOQUw="), "image/png")
 
 
 @pytest.mark.parametrize(
@@ -229,7 +230,7 @@ def test_the_final_image_is_passed_through_and_drafts_and_text_are_ignored() -> 
     ],
 )
 def test_safety_blocks_are_withheld_with_their_reason(body: dict[str, Any], reason: str) -> None:
-    assert parse_response(body) == Withheld(reason)
+    assert parse_response(orjson.dumps(body)) == Withheld(reason)
 
 
 @pytest.mark.parametrize(
@@ -244,10 +245,10 @@ def test_safety_blocks_are_withheld_with_their_reason(body: dict[str, Any], reas
 )
 def test_an_answer_without_image_or_block_is_retryable(body: Any, message: str) -> None:
     with pytest.raises(UpstreamRetryable, match=re.escape(message)):
-        parse_response(body)
+        parse_response(orjson.dumps(body))
 
 
-IMAGE = GeneratedImage(b64="QQ==", mime_type="image/png")
+IMAGE = GeneratedImage(b64=Base64Text.of("QQ=="), mime_type="image/png")
 RETRYABLE = UpstreamRetryable("the upstream failed (503)", status=503)
 REJECTED = UpstreamRejected("the upstream rejected the request (400)", status=400)
 AMBIGUOUS = UpstreamAmbiguous("the upstream did not answer in time (ReadTimeout)")

@@ -3,6 +3,7 @@ through the gateway against a fake Gemini API, Vertex AI or relay."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -10,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -144,16 +146,31 @@ def test_predict_url_appends_model_path() -> None:
 
 
 def test_parse_passes_base64_through_and_collects_filter_reasons() -> None:
-    result = parse_predictions(VERTEX_ANSWER, requested=3, default_mime="image/png")
-    assert [image.b64 for image in result.images] == [RED, GREEN]
-    assert result.images[0].b64 is VERTEX_ANSWER["predictions"][0]["bytesBase64Encoded"]  # never re-encoded
+    result = parse_predictions(orjson.dumps(VERTEX_ANSWER), requested=3, default_mime="image/png")
+    assert [image.b64.text() for image in result.images] == [RED, GREEN]
     assert result.filtered_reasons == ["56562880: the image was filtered for violence."]
 
 
+def test_parse_keeps_the_upstream_text_byte_for_byte() -> None:
+    # Some JSON encoders escape "/" (PHP's does): the token is passed on exactly as it came, and
+    # still decodes to the same image.
+    raw = bytes(range(256))  # its base64 has slashes
+    text = base64.b64encode(raw).decode()
+    escaped = text.replace("/", "\\/").encode()
+    assert escaped.count(b"\\/") > 3
+    body = b'{"predictions": [{"bytesBase64Encoded": "' + escaped + b'", "mimeType": "image/png"}]}'
+    (image,) = parse_predictions(body, requested=1, default_mime="image/png").images
+    assert image.b64.json == b'"' + escaped + b'"'
+    assert image.b64.text() == text and image.b64.decode() == raw
+
+
 def test_parse_never_returns_more_images_than_requested() -> None:
-    body = {"predictions": [{"bytesBase64Encoded": b64} for b64 in (RED, GREEN, BLUE)]}
+    body = orjson.dumps({"predictions": [{"bytesBase64Encoded": b64} for b64 in (RED, GREEN, BLUE)]})
     result = parse_predictions(body, requested=2, default_mime="image/jpeg")
-    assert [(image.b64, image.mime_type) for image in result.images] == [(RED, "image/jpeg"), (GREEN, "image/jpeg")]
+    assert [(image.b64.text(), image.mime_type) for image in result.images] == [
+        (RED, "image/jpeg"),
+        (GREEN, "image/jpeg"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -166,7 +183,7 @@ def test_parse_never_returns_more_images_than_requested() -> None:
 )
 def test_parse_nothing_delivered_is_content_filtered(body: dict[str, Any], reasons: list[str]) -> None:
     with pytest.raises(ContentFiltered) as caught:
-        parse_predictions(body, requested=1, default_mime="image/png")
+        parse_predictions(orjson.dumps(body), requested=1, default_mime="image/png")
     assert caught.value.reasons == reasons
 
 
@@ -182,7 +199,7 @@ def test_parse_nothing_delivered_is_content_filtered(body: dict[str, Any], reaso
 )
 def test_parse_unexpected_shape_is_retryable(body: Any) -> None:
     with pytest.raises(UpstreamRetryable, match="answered 200"):
-        parse_predictions(body, requested=1, default_mime="image/png")
+        parse_predictions(orjson.dumps(body), requested=1, default_mime="image/png")
 
 
 # --- through the gateway ---------------------------------------------------------------------------

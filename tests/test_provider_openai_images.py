@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import httpx2
+import orjson
 import pytest
 from openai import AsyncOpenAI
 from PIL import Image
 
 from app.catalog.snapshot import ChannelSpec
-from app.generation.types import GeneratedImage, ImageRequest
+from app.generation.types import Base64Text, GeneratedImage, ImageRequest
 from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
 from app.providers.openai_images import (
     MAX_IMAGE_BYTES,
@@ -163,12 +164,13 @@ async def test_unsupported_judges_the_upstream_model_the_channel_would_call() ->
 
 def test_base64_text_is_passed_through_untouched_and_typed_by_its_bytes() -> None:
     png, jpeg = tiny_png_b64(), jpeg_b64()
-    items = parse_images(openai_answer(png, jpeg, png), n=2, default_mime="image/png")
-    assert items == [GeneratedImage(png, "image/png"), GeneratedImage(jpeg, "image/jpeg")]  # at most n
-    assert isinstance(items[0], GeneratedImage) and items[0].b64 is png
-    assert parse_images({"created": 1, "data": [{"url": "https://cdn.example/a.png"}]}, n=1, default_mime="x") == [
-        ImageAtUrl("https://cdn.example/a.png", 0)
+    items = parse_images(orjson.dumps(openai_answer(png, jpeg, png)), n=2, default_mime="image/png")
+    assert items == [  # at most n
+        GeneratedImage(Base64Text.of(png), "image/png"),
+        GeneratedImage(Base64Text.of(jpeg), "image/jpeg"),
     ]
+    url_answer = orjson.dumps({"created": 1, "data": [{"url": "https://cdn.example/a.png"}]})
+    assert parse_images(url_answer, n=1, default_mime="x") == [ImageAtUrl("https://cdn.example/a.png", 0)]
 
 
 @pytest.mark.parametrize(
@@ -185,7 +187,7 @@ def test_base64_text_is_passed_through_untouched_and_typed_by_its_bytes() -> Non
 )
 def test_unexpected_200_shapes_are_retryable(answer: Any) -> None:
     with pytest.raises(UpstreamRetryable, match="upstream"):
-        parse_images(answer, n=1, default_mime="image/png")
+        parse_images(orjson.dumps(answer), n=1, default_mime="image/png")
 
 
 def test_moderation_refusal_is_content_filtered_and_other_400s_are_not() -> None:
@@ -221,7 +223,7 @@ async def test_fetch_caps_a_streamed_body_and_accepts_only_images() -> None:
             return await fetch_image(http, item, timeout_s=5, max_bytes=len(png) + 10)
 
         image = await fetch("/a.png")
-        assert (image.mime_type, base64.b64decode(image.b64)) == ("image/png", png)
+        assert (image.mime_type, image.b64.decode()) == ("image/png", png)
         for path, problem in [("/big.png", "larger than"), ("/page", "not a PNG"), ("/moved", "HTTP 302")]:
             with pytest.raises(UpstreamAmbiguous, match=problem):
                 await fetch(path)

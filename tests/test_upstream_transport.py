@@ -76,7 +76,8 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def call(http: httpx.AsyncClient, url: str, timeout_s: float = 5.0) -> object:
-    return await post_json(http, url, body={"prompt": "a cat"}, headers={"x-goog-api-key": "k"}, timeout_s=timeout_s)
+    answer = await post_json(http, url, body={"prompt": "a cat"}, headers={"x-goog-api-key": "k"}, timeout_s=timeout_s)
+    return orjson.loads(answer)
 
 
 async def test_refused_connection_is_retryable(client: httpx.AsyncClient) -> None:

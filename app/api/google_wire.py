@@ -151,8 +151,8 @@ def _output_format(options: OutputOptions | None) -> str:
 
 
 def render_predictions(generated: Generated, include_rai_reason: bool) -> bytes:
-    predictions: list[dict[str, str]] = [
-        {"bytesBase64Encoded": image.b64, "mimeType": image.mime_type} for image in generated.images
+    predictions: list[dict[str, Any]] = [
+        {"bytesBase64Encoded": image.b64.fragment(), "mimeType": image.mime_type} for image in generated.images
     ]
     if include_rai_reason:
         predictions.extend({"raiFilteredReason": reason} for reason in generated.filtered_reasons)

@@ -172,7 +172,8 @@ def images_body(generated: Generated, data: list[dict[str, str]]) -> dict[str, A
     return body
 
 
-def image_items(generated: Generated, response_format: str, signer: UrlSigner, base_url: str) -> list[dict[str, str]]:
+def image_items(generated: Generated, response_format: str, signer: UrlSigner, base_url: str) -> list[dict[str, Any]]:
+    """The `data` items, for orjson.dumps (the base64 is a Fragment: spliced in, not re-encoded)."""
     if response_format == "url":
         return [{"url": signer.url(base_url, f.id), "mime_type": f.content_type} for f in generated.files]
-    return [{"b64_json": image.b64, "mime_type": image.mime_type} for image in generated.images]
+    return [{"b64_json": image.b64.fragment(), "mime_type": image.mime_type} for image in generated.images]

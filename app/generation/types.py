@@ -6,8 +6,12 @@ Nothing past the HTTP edge knows whether the caller spoke OpenAI, the unified di
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
 IMAGE_SIZES = ("1K", "2K")
@@ -65,10 +69,61 @@ class ImageRequest:
         return used + sorted(self.extra)
 
 
+class Base64Text:
+    """An image's base64 text, held as the JSON string it arrived in (quotes included).
+
+    Upstream answers are decoded with the image fields left as raw JSON (msgspec.Raw), and
+    responses splice this token in as it is (`orjson.Fragment`): a multi-megabyte image is never
+    turned into a Python str and back, which cost ~10 ms per 5 MB image and one more full-size
+    copy for every request in flight (design.md: pass the upstream text through).
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, json_token: bytes) -> None:
+        self.json = json_token
+
+    @classmethod
+    def of(cls, text: str) -> Base64Text:
+        """From base64 text in a Python str (images made or fetched by the gateway itself)."""
+        return cls(orjson.dumps(text))
+
+    def fragment(self) -> orjson.Fragment:
+        """For orjson.dumps: written out as is, without another pass over the text."""
+        return orjson.Fragment(self.json)
+
+    def head(self, chars: int) -> bytes:
+        """The first `chars` characters of the text, without decoding the rest. Only the `\\/`
+        escape (some JSON encoders write slashes so) can occur in base64; it is undone."""
+        return self.json[1 : 1 + 2 * chars].replace(b"\\/", b"/")[:chars]
+
+    def text(self) -> str:
+        decoded = orjson.loads(self.json)
+        if not isinstance(decoded, str):
+            raise ValueError("not a JSON string")
+        return decoded
+
+    def decode(self) -> bytes:
+        """The image bytes; ValueError if the text is not valid base64."""
+        try:
+            return base64.b64decode(self.text(), validate=True)
+        except binascii.Error:
+            raise ValueError("not valid base64") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Base64Text) and other.json == self.json
+
+    def __hash__(self) -> int:
+        return hash(self.json)
+
+    def __repr__(self) -> str:
+        return f"Base64Text({len(self.json) - 2} characters)"
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:
     # Base64 text exactly as produced upstream: passed through, never decoded and re-encoded.
-    b64: str
+    b64: Base64Text
     mime_type: str
 
 

@@ -28,9 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from app.catalog.snapshot import ChannelSpec
 from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.providers.answer_json import ABSENT, Raw, base64_text, decode_answer
 from app.providers.credentials import GoogleTokenSource, RequestAuth, google_auth, redact_error
 from app.providers.errors import (
     ContentFiltered,
@@ -172,50 +174,70 @@ def call_seed(seed: int, index: int) -> int:
     return value - 2**32 if value >= 2**31 else value
 
 
-def parse_response(body: Any) -> GeneratedImage | Withheld:
+class _InlineData(msgspec.Struct):
+    data: Raw = ABSENT
+    mimeType: Any = None
+    mime_type: Any = None  # relays that re-serialise the proto may keep snake_case
+
+
+class _Part(msgspec.Struct):
+    thought: Any = None
+    inlineData: _InlineData | None = None
+    inline_data: _InlineData | None = None
+
+
+class _Content(msgspec.Struct):
+    parts: list[_Part] | None = None
+
+
+class _Candidate(msgspec.Struct):
+    content: _Content | None = None
+    finishReason: Any = None
+    finishMessage: Any = None
+
+
+class _Answer(msgspec.Struct):
+    promptFeedback: Any = None
+    candidates: list[_Candidate] | None = None
+
+
+def parse_response(body: bytes | bytearray) -> GeneratedImage | Withheld:
     """One call's answer: its image, or why it was withheld. Raises UpstreamRetryable otherwise."""
-    if not isinstance(body, dict):
-        raise _unexpected_shape()
-    feedback = body.get("promptFeedback")
+    answer = decode_answer(body, _Answer, "a generateContent response")
+    feedback = answer.promptFeedback
     if isinstance(feedback, dict) and isinstance(feedback.get("blockReason"), str):
         return Withheld(_reason(feedback["blockReason"], feedback.get("blockReasonMessage")))
-    candidates = body.get("candidates")
-    if not isinstance(candidates, list) or not candidates:
+    if not answer.candidates:
         raise _unexpected_shape()
-    finished: list[dict[str, Any]] = []
-    for candidate in candidates:
-        if not isinstance(candidate, dict):
-            continue
-        image = _first_image(candidate.get("content"))
+    finished: list[_Candidate] = []
+    for candidate in answer.candidates:
+        image = _first_image(candidate.content)
         if image is not None:
             return image
-        if isinstance(candidate.get("finishReason"), str):
+        if isinstance(candidate.finishReason, str):
             finished.append(candidate)
     for candidate in finished:
-        if candidate["finishReason"] in WITHHOLDING_FINISH_REASONS:
-            return Withheld(_reason(candidate["finishReason"], candidate.get("finishMessage")))
+        if candidate.finishReason in WITHHOLDING_FINISH_REASONS:
+            return Withheld(_reason(candidate.finishReason, candidate.finishMessage))
     if finished:
         # NO_IMAGE, IMAGE_OTHER, MAX_TOKENS, a text-only STOP…: not a policy decision, so another
         # attempt (or channel) may well produce the image.
-        reasons = ", ".join(sorted({c["finishReason"] for c in finished}))
+        reasons = ", ".join(sorted({str(c.finishReason) for c in finished}))
         raise UpstreamRetryable(f"the upstream answered without an image (finishReason {reasons})")
     raise _unexpected_shape()
 
 
-def _first_image(content: Any) -> GeneratedImage | None:
-    parts = content.get("parts") if isinstance(content, dict) else None
-    if not isinstance(parts, list):
-        return None
-    for part in parts:
-        if not isinstance(part, dict) or part.get("thought") is True:
+def _first_image(content: _Content | None) -> GeneratedImage | None:
+    for part in (content.parts if content else None) or []:
+        if part.thought is True:
             continue
         # Google answers camelCase; relays that re-serialise the proto may keep snake_case.
-        blob = part.get("inlineData", part.get("inline_data"))
-        if not isinstance(blob, dict):
+        blob = part.inlineData or part.inline_data
+        if blob is None:
             continue
-        data = blob.get("data")
-        mime_type = blob.get("mimeType", blob.get("mime_type"))
-        if isinstance(data, str) and data and isinstance(mime_type, str) and mime_type.startswith("image/"):
+        data = base64_text(blob.data)
+        mime_type = blob.mimeType if blob.mimeType is not None else blob.mime_type
+        if data is not None and isinstance(mime_type, str) and mime_type.startswith("image/"):
             return GeneratedImage(b64=data, mime_type=mime_type)
     return None
 

@@ -21,8 +21,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
+
 from app.catalog.snapshot import ChannelSpec
 from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.providers.answer_json import Raw, base64_text, decode_answer, is_absent, value
 from app.providers.errors import ContentFiltered, UpstreamRetryable
 
 # Vertex URLs name the publisher (`…/publishers/google`, regional or express mode); the Gemini API
@@ -86,55 +89,53 @@ def _vertex_parameters(request: ImageRequest) -> dict[str, Any]:
     return extra
 
 
-def parse_predictions(body: Any, *, requested: int, default_mime: str) -> ImageResult:
+class _Answer(msgspec.Struct):
+    # Each prediction's fields stay raw: the image is passed through, the rest decoded on demand.
+    predictions: list[dict[str, Raw]] | None = None
+
+
+def parse_predictions(body: bytes | bytearray, *, requested: int, default_mime: str) -> ImageResult:
     """Delivered images (base64 text passed through untouched) and the reasons for filtered ones.
 
     Raises `ContentFiltered` when nothing was delivered and `UpstreamRetryable` for a 200 answer
-    that is not Imagen's shape.
+    that is not Imagen's shape (`{}`, Google's answer when every image was filtered, is no image).
     """
-    if not isinstance(body, dict):
-        raise UpstreamRetryable("the upstream answered 200 with JSON that is not an object", status=200)
-    predictions = body.get("predictions")
-    if predictions is None:
-        predictions = []  # Google's `{}`: every image was filtered
-    if not isinstance(predictions, list):
-        raise UpstreamRetryable("the upstream answered 200 but `predictions` is not a list", status=200)
+    predictions = decode_answer(body, _Answer, "an Imagen :predict response").predictions or []
     images: list[GeneratedImage] = []
     reasons: list[str] = []
     for index, item in enumerate(predictions):
         image = _image(item, index, default_mime)
         if image is not None:
             images.append(image)
-        elif isinstance(item.get("raiFilteredReason"), str):
-            reasons.append(item["raiFilteredReason"])
+        elif isinstance(reason := value(item.get("raiFilteredReason")), str):
+            reasons.append(reason)
     if not images:
         raise ContentFiltered(reasons)
     # The hold covers `requested` images; an upstream that ignores sampleCount is not billed beyond it.
     return ImageResult(images=images[:requested], filtered_reasons=reasons)
 
 
-def _image(item: Any, index: int, default_mime: str) -> GeneratedImage | None:
+def _image(item: dict[str, Raw], index: int, default_mime: str) -> GeneratedImage | None:
     """The image in one prediction, or None for a filter reason or safety metadata."""
-    if not isinstance(item, dict):
-        raise UpstreamRetryable(f"the upstream answered 200 but prediction {index} is not an object", status=200)
     encoded = item.get("bytesBase64Encoded")
-    if encoded is None:
-        if isinstance(item.get("raiFilteredReason"), str) or _is_metadata(item):
+    if is_absent(encoded):
+        if isinstance(value(item.get("raiFilteredReason")), str) or _is_metadata(item):
             return None
         raise UpstreamRetryable(
             f"the upstream answered 200 but prediction {index} has neither bytesBase64Encoded nor raiFilteredReason",
             status=200,
         )
-    if not isinstance(encoded, str) or not encoded:
+    text = base64_text(encoded)
+    if text is None:
         raise UpstreamRetryable(
             f"the upstream answered 200 but prediction {index} has an empty or non-text bytesBase64Encoded",
             status=200,
         )
-    mime = item.get("mimeType")
-    return GeneratedImage(b64=encoded, mime_type=mime if isinstance(mime, str) and mime else default_mime)
+    mime = value(item.get("mimeType"))
+    return GeneratedImage(b64=text, mime_type=mime if isinstance(mime, str) and mime else default_mime)
 
 
-def _is_metadata(item: dict[str, Any]) -> bool:
+def _is_metadata(item: dict[str, Raw]) -> bool:
     """Safety attributes of the prompt (`contentType: "Positive Prompt"`), not an image."""
-    content_type = item.get("contentType")
+    content_type = value(item.get("contentType"))
     return isinstance(content_type, str) and not content_type.startswith("image/")

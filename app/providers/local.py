@@ -16,7 +16,7 @@ import secrets
 from PIL import Image, ImageDraw
 
 from app.catalog.snapshot import ChannelSpec
-from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.generation.types import MIME_TYPES, Base64Text, GeneratedImage, ImageRequest, ImageResult
 
 
 class LocalProvider:
@@ -36,9 +36,13 @@ def _render_all(request: ImageRequest, upstream_model: str, seed: int) -> list[G
     mime = MIME_TYPES[request.output_format]
     return [
         GeneratedImage(
-            b64=base64.b64encode(
-                render_placeholder(request.prompt, upstream_model, seed, index, width, height, request.output_format)
-            ).decode("ascii"),
+            b64=Base64Text.of(
+                base64.b64encode(
+                    render_placeholder(
+                        request.prompt, upstream_model, seed, index, width, height, request.output_format
+                    )
+                ).decode("ascii")
+            ),
             mime_type=mime,
         )
         for index in range(request.n)

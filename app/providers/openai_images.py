@@ -29,9 +29,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from app.catalog.snapshot import ChannelSpec
-from app.generation.types import DIMENSIONS, MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.generation.types import DIMENSIONS, MIME_TYPES, Base64Text, GeneratedImage, ImageRequest, ImageResult
+from app.providers.answer_json import Raw, base64_text, decode_answer, value
 from app.providers.credentials import channel_api_key, key_auth, redact_error
 from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamError, UpstreamRejected, UpstreamRetryable
 from app.providers.upstream_http import post_json
@@ -152,25 +154,29 @@ class ImageAtUrl:
     index: int
 
 
-def parse_images(answer: Any, *, n: int, default_mime: str) -> list[GeneratedImage | ImageAtUrl]:
+class _Answer(msgspec.Struct):
+    data: list[dict[str, Raw]] | None = None
+
+
+def parse_images(answer: bytes | bytearray, *, n: int, default_mime: str) -> list[GeneratedImage | ImageAtUrl]:
     """`{"created", "data": [{"b64_json"} | {"url"}]}` into images (at most `n`: no more was held)."""
-    data = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(data, list) or not data:
+    data = decode_answer(answer, _Answer, "an OpenAI images response").data
+    if not data:
         raise UpstreamRetryable("the upstream answered 200 without images (no data[] in the OpenAI format)", status=200)
     return [_parse_item(item, index, default_mime) for index, item in enumerate(data[:n])]
 
 
-def _parse_item(item: Any, index: int, default_mime: str) -> GeneratedImage | ImageAtUrl:
-    b64 = item.get("b64_json") if isinstance(item, dict) else None
-    url = item.get("url") if isinstance(item, dict) else None
-    if isinstance(b64, str) and b64:
+def _parse_item(item: dict[str, Raw], index: int, default_mime: str) -> GeneratedImage | ImageAtUrl:
+    b64 = base64_text(item.get("b64_json"))
+    if b64 is not None:
         try:
-            head = base64.b64decode(b64[:16], validate=True)  # the signature only: never the whole image
+            head = base64.b64decode(b64.head(16), validate=True)  # the signature only: never the whole image
         except binascii.Error:
             raise UpstreamRetryable(
                 f"data[{index}].b64_json of the upstream's answer is not base64", status=200
             ) from None
         return GeneratedImage(b64=b64, mime_type=sniff_mime(head) or default_mime)
+    url = value(item.get("url"))
     if isinstance(url, str) and url:
         return ImageAtUrl(url, index)
     raise UpstreamRetryable(f"data[{index}] of the upstream's answer holds neither b64_json nor url", status=200)
@@ -209,7 +215,7 @@ async def fetch_image(http: httpx.AsyncClient, item: ImageAtUrl, *, timeout_s: f
     mime = sniff_mime(content[:12])
     if mime is None:
         raise UpstreamAmbiguous(f"{where} is not a PNG, JPEG, WebP or GIF image")
-    return GeneratedImage(b64=base64.b64encode(content).decode("ascii"), mime_type=mime)
+    return GeneratedImage(b64=Base64Text.of(base64.b64encode(content).decode("ascii")), mime_type=mime)
 
 
 async def _read_image(response: httpx.Response, max_bytes: int, where: str) -> bytes:

@@ -26,8 +26,9 @@ async def post_json(
     headers: dict[str, str],
     params: dict[str, str] | None = None,
     timeout_s: float,
-) -> Any:
-    """POST `body` as JSON and return the decoded JSON answer, or raise a typed upstream error."""
+) -> bytearray:
+    """POST `body` as JSON and return the successful answer's body, undecoded (adapters decode it
+    with app/providers/answer_json.py), or raise a typed upstream error."""
     content = orjson.dumps(body)
     request = http.build_request(
         "POST",
@@ -58,26 +59,21 @@ async def post_json(
         await response.aclose()
     if response.status_code >= 400:
         raise status_error(response.status_code, response.headers, raw)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise UpstreamRetryable(
-            f"the upstream answered {response.status_code} with a body that is not JSON", status=response.status_code
-        ) from None
+    return raw
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
+async def _read_capped(response: httpx.Response) -> bytearray:
+    # One growing buffer (realloc extends it in place), not a list of chunks joined at the end:
+    # a 20 MB answer is then held once, not twice, while it arrives.
+    body = bytearray()
     async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
             raise UpstreamRetryable(f"the upstream answer is larger than {MAX_RESPONSE_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return body
 
 
-def status_error(status: int, headers: httpx.Headers, raw: bytes) -> UpstreamRetryable | UpstreamRejected:
+def status_error(status: int, headers: httpx.Headers, raw: bytes | bytearray) -> UpstreamRetryable | UpstreamRejected:
     message, code = upstream_error_fields(raw)
     detail = f": {message}" if message else ""
     if status == 429:
@@ -101,7 +97,7 @@ def status_error(status: int, headers: httpx.Headers, raw: bytes) -> UpstreamRet
     return UpstreamRejected(text, status=status, upstream_code=code)
 
 
-def upstream_error_fields(raw: bytes) -> tuple[str, str | None]:
+def upstream_error_fields(raw: bytes | bytearray) -> tuple[str, str | None]:
     """The message and code of an upstream error body (Google's or OpenAI's shape).
 
     Only these fields are ever passed on, never the body as a whole; routing still scrubs the
