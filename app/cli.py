@@ -258,8 +258,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.bootstrap import migrate
+    from app.memory import tune_malloc
     from app.tasks.standalone import run_worker
 
+    tune_malloc()
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.config.dictConfig(log_config())

@@ -18,6 +18,7 @@ from app.api.unified_wire import ImagesGenerationBody
 from app.billing.admin_api import router as billing_admin
 from app.catalog.admin_api import router as catalog_admin
 from app.keys.admin_api import router as keys_admin
+from app.memory import tune_malloc
 from app.observability.logs import quiet_secret_bearing_loggers
 from app.runtime import open_gateway
 from app.settings import Settings
@@ -84,5 +85,6 @@ def _document_raw_bodies(app: FastAPI) -> None:
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for `uvicorn --factory` (used by `image-gateway serve`)."""
+    """Factory for `uvicorn --factory` (used by `image-gateway serve`), in each worker process."""
+    tune_malloc()
     return create_app(Settings())
