@@ -114,7 +114,11 @@ def configure_gateway(database_url: str, data_dir: Path, upstream: Upstream) -> 
     """Set the database up the way an operator would: an account with plenty of credits, a key,
     the built-in local channel disabled and a google-imagen channel on the fake upstream.
     Returns the gateway's environment and the key."""
-    env = gateway_env(database_url, data_dir, GATEWAY_RUN_WORKER="false")
+    # The production pool sizes (the test suite's own gateways use small ones); with 2 workers
+    # that is 80 connections, within PostgreSQL's default max_connections of 100.
+    env = gateway_env(
+        database_url, data_dir, GATEWAY_RUN_WORKER="false", GATEWAY_DB_POOL_SIZE="20", GATEWAY_DB_MAX_OVERFLOW="20"
+    )
     account: dict[str, Any] = cli_json(env, "accounts", "create", "bench", "--credits", BENCH_CREDITS)
     key: dict[str, Any] = cli_json(env, "keys", "create", "--account", account["id"], "--name", "bench")
     for channel in cli_json(env, "channels", "list"):
