@@ -41,8 +41,8 @@ def gateway_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, st
         # Many gateways share the test machine's PostgreSQL (max_connections 100): keep pools small.
         GATEWAY_DB_POOL_SIZE="3",
         GATEWAY_DB_MAX_OVERFLOW="5",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
