@@ -2,11 +2,12 @@
 
 With glibc's defaults a freed multi-megabyte buffer goes back to the kernel (munmap, or a trim of
 the heap top), so the next request's buffer of the same size is page-faulted in afresh: every
-body read, decode and render pays for zero-filled pages. Measured in s1 of the benchmark (1.5 MB
-per request, tests/benchmarks/RESULTS.md): 8.9 ms of CPU per request with the defaults, 5.7 ms
-with these settings. Serving buffers up to 32 MB (glibc's ceiling for this threshold) from the
-heap and keeping up to 256 MB of free heap for reuse trades a steadier resident size for that.
-Peak memory is unchanged: what is kept is what the last burst used.
+body read, decode and render pays for zero-filled pages. Measured by the benchmark
+(tests/benchmarks/RESULTS.md): a 1.5 MB answer cost 8.9 ms of CPU with the defaults and ~6 ms with
+these settings; four 2K images (20 MB), 54 ms and ~31 ms. Buffers up to 32 MB (glibc's ceiling for
+this threshold) come from the heap, and up to 128 MB of free heap is kept for reuse: a resident
+size that stays near the last burst's peak, in exchange. (256 MB saved a little more CPU but left
+two workers over the s2 memory budget; 64 MB cost 40 % more CPU on 20 MB answers.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 M_TRIM_THRESHOLD = -1  # mallopt parameter numbers, from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
-TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 128 * 1024 * 1024
 
 log = logging.getLogger("app.memory")
 

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from app.providers.aiohttp_transport import upstream_client
+from app.providers.aiohttp_transport import AiohttpTransport, upstream_client
 from app.providers.errors import UpstreamAmbiguous, UpstreamRetryable
 from app.providers.upstream_http import post_json
 from tests.processes import free_port
@@ -164,3 +164,17 @@ async def test_upstream_error_status_keeps_its_message(client: httpx.AsyncClient
         with pytest.raises(UpstreamRetryable, match="overloaded") as failed:
             await call(client, url)
     assert failed.value.status == 503
+
+
+async def test_behind_an_environment_proxy_httpx_keeps_its_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = upstream_client(max_connections=10, timeout=httpx.Timeout(5.0))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    proxied = upstream_client(max_connections=10, timeout=httpx.Timeout(5.0))
+    try:
+        assert isinstance(direct._transport, AiohttpTransport)
+        # httpx mounts the proxy for https:// URLs itself; aiohttp would bypass it.
+        assert not isinstance(proxied._transport, AiohttpTransport)
+        assert any(pattern.scheme == "https" for pattern in proxied._mounts)
+    finally:
+        await direct.aclose()
+        await proxied.aclose()

@@ -53,7 +53,7 @@ from tests.processes import free_port, stop
 
 VARIANTS = ("raw", "raw-join", "raw-join+malloc", "aiohttp", "uvicorn", "uvicorn-json", "uvicorn-json+malloc")
 # The values app/memory.py applies in the gateway (32 MB is glibc's ceiling for the mmap threshold).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 PATH = f"/v1beta/models/{UPSTREAM_MODEL}:predict"
 BODY = Scenario("s1", "one 1K image", connections=32, images=1, image_size="1K").direct_body()
 JSON = {"Content-Type": "application/json"}

@@ -32,7 +32,8 @@ def machine() -> list[str]:
     )
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
     packages = ", ".join(
-        f"{name} {version(name)}" for name in ("uvicorn", "fastapi", "httpx", "orjson", "uvloop", "httptools")
+        f"{name} {version(name)}"
+        for name in ("uvicorn", "fastapi", "httpx", "aiohttp", "msgspec", "orjson", "sqlalchemy", "uvloop", "httptools")
     )
     return [
         f"- CPU: {os.cpu_count()} × {cpu} (nproc {len(os.sched_getaffinity(0))})",
