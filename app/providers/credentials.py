@@ -9,13 +9,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC
-
-from google.auth.exceptions import RefreshError, TransportError
-from google.auth.transport.requests import Request as GoogleAuthRequest
-from google.oauth2 import service_account
+from typing import TYPE_CHECKING
 
 from app.catalog.snapshot import ChannelSpec
 from app.providers.errors import UpstreamError, UpstreamRejected, UpstreamRetryable
+
+if TYPE_CHECKING:
+    from google.oauth2 import service_account
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 REFRESH_MARGIN_S = 300  # refresh a token five minutes before it expires
@@ -87,7 +87,11 @@ def _fresh(credentials: service_account.Credentials) -> bool:
     return bool(expiry - time.time() > REFRESH_MARGIN_S)
 
 
+# google-auth (with requests and urllib3, ~25 MB per process) is imported by the thread that first
+# needs a token: most deployments have no service-account channel at all.
 def _load(path: str) -> service_account.Credentials:
+    from google.oauth2 import service_account
+
     try:
         credentials: service_account.Credentials = service_account.Credentials.from_service_account_file(
             path, scopes=[CLOUD_PLATFORM_SCOPE]
@@ -98,6 +102,9 @@ def _load(path: str) -> service_account.Credentials:
 
 
 def _refresh(credentials: service_account.Credentials) -> None:
+    from google.auth.exceptions import RefreshError, TransportError
+    from google.auth.transport.requests import Request as GoogleAuthRequest
+
     try:
         credentials.refresh(GoogleAuthRequest())
     except RefreshError:
