@@ -44,6 +44,8 @@ class HotStatement:
     def __init__(self, statement: UpdateBase, returns: Sequence[TypeEngine[Any]] = ()) -> None:
         self._statement = statement
         self._returns = tuple(returns)
+        # By dialect name. Module-level statements share it across engines, which is safe: what
+        # it holds follows from the statement and the dialect alone.
         self._prepared: dict[str, _Prepared] = {}
 
     async def run(self, session: AsyncSession, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
