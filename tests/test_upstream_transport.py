@@ -9,12 +9,20 @@ while idle is never used for the next call.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from app.providers.aiohttp_transport import AiohttpTransport, upstream_client
 from app.providers.errors import UpstreamAmbiguous, UpstreamRetryable
@@ -31,7 +39,7 @@ class RawServer:
 
 
 @asynccontextmanager
-async def raw_server(handle: Handler) -> AsyncIterator[tuple[str, RawServer]]:
+async def raw_server(handle: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[tuple[str, RawServer]]:
     seen = RawServer()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,10 +51,10 @@ async def raw_server(handle: Handler) -> AsyncIterator[tuple[str, RawServer]]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}/v1/predict", seen
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1/predict", seen
     finally:
         server.close()
 
@@ -178,3 +186,51 @@ async def test_behind_an_environment_proxy_httpx_keeps_its_own_transport(monkeyp
     finally:
         await direct.aclose()
         await proxied.aclose()
+
+
+def self_signed(directory: Path) -> ssl.SSLContext:
+    """A certificate for 127.0.0.1 (written to directory/cert.pem) and a server context using it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(directory / "cert.pem", directory / "key.pem")
+    return server
+
+
+async def test_https_upstreams_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, seen)
+        writer.write(answer(b'{"ok": true}'))
+        await writer.drain()
+
+    tls = self_signed(tmp_path)
+    untrusting = upstream_client(max_connections=10, timeout=httpx.Timeout(5.0))
+    # Trusted the way an operator would point the process at a private CA.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    trusting = upstream_client(max_connections=10, timeout=httpx.Timeout(5.0))
+    try:
+        async with raw_server(serve, tls) as (url, seen):
+            assert await call(trusting, url) == {"ok": True}
+            with pytest.raises(UpstreamRetryable, match="could not connect"):
+                await call(untrusting, url)
+    finally:
+        await trusting.aclose()
+        await untrusting.aclose()
+    assert len(seen.heads) == 1  # the unverified connection never got to send its request
