@@ -19,10 +19,6 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -30,6 +26,7 @@ from app.accounts.service import new_webhook_secret
 from app.callbacks import guarded_deliver, sign, webhook_headers
 from tests.fakes.dns import FakeResolver
 from tests.processes import free_port
+from tests.tls import self_signed, server_context
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 TASK = {"id": "task_01", "object": "task", "status": "succeeded", "metadata": {"team": "søk"}}
@@ -197,35 +194,13 @@ async def test_the_receiver_sees_the_callers_host_name_not_the_address(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks.example.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("hooks.example.test")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return directory
+    return self_signed(tmp_path_factory.mktemp("tls"), "hooks.example.test")
 
 
 async def test_https_callbacks_present_and_verify_the_callers_host_name(
     certificate: Path, receivers: list[Receiver]
 ) -> None:
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(certificate / "cert.pem", certificate / "key.pem")
-    hook = await receiver(receivers, tls=server_tls)
+    hook = await receiver(receivers, tls=server_context(certificate))
     dns = FakeResolver({"hooks.example.test": ["127.0.0.1"], "other.example.test": ["127.0.0.1"]})
     body, headers = signed(new_webhook_secret())
     trust = ssl.create_default_context(cafile=str(certificate / "cert.pem"))

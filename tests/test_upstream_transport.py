@@ -9,8 +9,6 @@ while idle is never used for the next call.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,15 +17,12 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from app.providers.aiohttp_transport import AiohttpTransport, upstream_client
 from app.providers.errors import UpstreamAmbiguous, UpstreamRetryable
 from app.providers.upstream_http import post_json
 from tests.processes import free_port
+from tests.tls import self_signed, server_context
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -188,39 +183,13 @@ async def test_behind_an_environment_proxy_httpx_keeps_its_own_transport(monkeyp
         await proxied.aclose()
 
 
-def self_signed(directory: Path) -> ssl.SSLContext:
-    """A certificate for 127.0.0.1 (written to directory/cert.pem) and a server context using it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(directory / "cert.pem", directory / "key.pem")
-    return server
-
-
 async def test_https_upstreams_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader, seen)
         writer.write(answer(b'{"ok": true}'))
         await writer.drain()
 
-    tls = self_signed(tmp_path)
+    tls = server_context(self_signed(tmp_path, "127.0.0.1"))
     untrusting = upstream_client(max_connections=10, timeout=httpx.Timeout(5.0))
     # Trusted the way an operator would point the process at a private CA.
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
