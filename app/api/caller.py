@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.accounts.service import get_account
-from app.api.schemas import ERROR_RESPONSES, AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
+from app.api.aliases import add_caller_route
+from app.api.schemas import AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
 from app.billing.amounts import render
 from app.keys.auth import authenticate
 from app.runtime import gateway_of
@@ -53,22 +54,14 @@ async def account_info(request: Request) -> AccountInfo:
     )
 
 
-for _prefix in ("/v1", "/api/v1"):
-    router.add_api_route(
-        f"{_prefix}/models",
-        list_models,
-        methods=["GET"],
-        response_model=ModelList,
-        responses=ERROR_RESPONSES,
-        summary="Models this key may use",
-        include_in_schema=_prefix == "/v1",
-    )
-    router.add_api_route(
-        f"{_prefix}/account",
-        account_info,
-        methods=["GET"],
-        response_model=AccountInfo,
-        responses=ERROR_RESPONSES,
-        summary="The calling key and its account's credits",
-        include_in_schema=_prefix == "/v1",
-    )
+add_caller_route(
+    router, "/models", list_models, method="GET", response_model=ModelList, summary="Models this key may use"
+)
+add_caller_route(
+    router,
+    "/account",
+    account_info,
+    method="GET",
+    response_model=AccountInfo,
+    summary="The calling key and its account's credits",
+)

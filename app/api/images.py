@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app.api.aliases import add_caller_route
 from app.api.body import endpoint_of, read_json
 from app.api.disconnect import unless_disconnected
 from app.api.idempotent import Template, file_refs, with_idempotency
@@ -75,19 +76,18 @@ async def create_images(request: Request) -> Response:
     return await with_idempotency(request, gateway, caller, raw, base_url, produce)
 
 
-for _path in ("/v1/images/generations", "/api/v1/images/generations"):
-    router.add_api_route(
-        _path,
-        create_images,
-        methods=["POST"],
-        summary="Generate images",
-        description=(
-            "Generate images with any catalog model. Charges credits_per_image × model multiplier × "
-            "channel multiplier for each delivered image. With `callback_url` or `async: true` the "
-            "request is queued: 202 with the task object (credits are held now; 402 if short)."
-        ),
-        response_model=ImagesResponse,
-        responses={**ERROR_RESPONSES, 202: {"model": TaskObject, "description": "Queued as a task"}},
-        openapi_extra=_OPENAPI_BODY,
-        include_in_schema=True,
-    )
+add_caller_route(
+    router,
+    "/images/generations",
+    create_images,
+    method="POST",
+    response_model=ImagesResponse,
+    summary="Generate images",
+    description=(
+        "Generate images with any catalog model. Charges credits_per_image × model multiplier × "
+        "channel multiplier for each delivered image. With `callback_url` or `async: true` the "
+        "request is queued: 202 with the task object (credits are held now; 402 if short)."
+    ),
+    responses={**ERROR_RESPONSES, 202: {"model": TaskObject, "description": "Queued as a task"}},
+    openapi_extra=_OPENAPI_BODY,
+)

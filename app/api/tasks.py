@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.schemas import ERROR_RESPONSES, BillingBlock
+from app.api.aliases import add_caller_route
+from app.api.schemas import BillingBlock
 from app.keys.auth import authenticate
 from app.runtime import gateway_of
 from app.tasks import service
@@ -77,22 +78,19 @@ async def cancel_task(request: Request, task_id: str) -> Response:
     return task_response(request, task)
 
 
-for _prefix in ("/v1", "/api/v1"):
-    router.add_api_route(
-        f"{_prefix}/tasks/{{task_id}}",
-        get_task,
-        methods=["GET"],
-        response_model=TaskObject,
-        responses=ERROR_RESPONSES,
-        summary="A task and, once it succeeded, its images",
-        include_in_schema=_prefix == "/v1",
-    )
-    router.add_api_route(
-        f"{_prefix}/tasks/{{task_id}}/cancel",
-        cancel_task,
-        methods=["POST"],
-        response_model=TaskObject,
-        responses=ERROR_RESPONSES,
-        summary="Cancel a queued task (released at once) or ask a running one to stop",
-        include_in_schema=_prefix == "/v1",
-    )
+add_caller_route(
+    router,
+    "/tasks/{task_id}",
+    get_task,
+    method="GET",
+    response_model=TaskObject,
+    summary="A task and, once it succeeded, its images",
+)
+add_caller_route(
+    router,
+    "/tasks/{task_id}/cancel",
+    cancel_task,
+    method="POST",
+    response_model=TaskObject,
+    summary="Cancel a queued task (released at once) or ask a running one to stop",
+)
