@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from redis.asyncio import Redis
 
 from app.billing import holds
-from app.db import new_id, utcnow
 from app.errors import InsufficientCredits, RateLimited
 from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter, check_credit_cap
 from tests.databases import REDIS_URL
 from tests.harness import Harness
+from tests.holds import hold_terms, served
 
 MakeLimiter = Callable[..., KeyLimiter]
 
@@ -170,34 +169,6 @@ async def _delete_keys(prefix: str) -> None:
     await redis.aclose()
 
 
-def _terms(account_id: str, key_id: str, hold: str) -> holds.HoldTerms:
-    return holds.HoldTerms(
-        request_id=new_id("req"),
-        account_id=account_id,
-        key_id=key_id,
-        endpoint="/v1/images/generations",
-        model="imagen4",
-        unit_credits=Decimal(8),
-        model_multiplier=Decimal(1),
-        images_requested=1,
-        hold_credits=Decimal(hold),
-        hold_until=utcnow() + timedelta(minutes=15),
-    )
-
-
-def _served(credits: str, images: int = 1) -> holds.Outcome:
-    return holds.Outcome(
-        attempts=1,
-        channels_tried=[],
-        latency_ms=5,
-        channel_name="local",
-        provider="local",
-        channel_multiplier=Decimal(1),
-        images_delivered=images,
-        credits=Decimal(credits),
-    )
-
-
 async def test_credit_cap_counts_charges_and_open_holds_of_that_key(gw: Harness) -> None:
     account = await gw.create_account(credits=1000)
     created = await gw.admin(
@@ -208,14 +179,14 @@ async def test_credit_cap_counts_charges_and_open_holds_of_that_key(gw: Harness)
     assert caller is not None and caller.credit_cap == Decimal(20)
     db = gw.gateway.db
 
-    charged, failed, running = (_terms(account["id"], caller.key_id, "8") for _ in range(3))
-    other_key = _terms(account["id"], "key_other", "500")
+    charged, failed, running = (hold_terms(account["id"], "8", key_id=caller.key_id) for _ in range(3))
+    other_key = hold_terms(account["id"], "500", key_id="key_other")
     async with db.transaction() as session:
         for terms in (charged, failed, running, other_key):
             await holds.place_hold(session, terms)
-        await holds.capture(session, charged.request_id, _served("8"))
-        await holds.release(session, failed.request_id, "failed", _served("0", 0))
-        await holds.capture(session, other_key.request_id, _served("500"))
+        await holds.capture(session, charged.request_id, served("8"))
+        await holds.release(session, failed.request_id, "failed", served("0", 0))
+        await holds.capture(session, other_key.request_id, served("500"))
 
     # 8 charged + 8 held: exactly 4 more fit under the cap of 20; failures and other keys don't count.
     async with db.transaction() as session:
@@ -225,7 +196,7 @@ async def test_credit_cap_counts_charges_and_open_holds_of_that_key(gw: Harness)
             await check_credit_cap(session, caller, Decimal("4.0001"))
 
     async with db.transaction() as session:
-        await holds.release(session, running.request_id, "canceled", _served("0", 0))
+        await holds.release(session, running.request_id, "canceled", served("0", 0))
         await check_credit_cap(session, caller, Decimal(12))
     uncapped = await gw.gateway.keys.lookup(await gw.create_key(account["id"]))
     assert uncapped is not None

@@ -27,10 +27,11 @@ from app.billing.amounts import charge
 from app.billing.ledger_check import check_ledger
 from app.billing.models import LedgerEntry, UsageRecord
 from app.billing.sweeper import expire_stale_holds
-from app.db import Database, new_id, utcnow
+from app.db import Database, utcnow
 from app.errors import InsufficientCredits, InvalidValue
 from app.idempotency import service as idem
 from app.idempotency.models import IdempotentRequest
+from tests.holds import hold_terms
 
 HOLD_TIMEOUT_S = 900.0
 ACCOUNTS = 2
@@ -100,17 +101,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self, account: int, unit: Decimal, model_multiplier: Decimal, top_multiplier: Decimal, images: int
     ) -> object:
         account_id = self.account_ids[account]
-        terms = holds.HoldTerms(
-            request_id=new_id("req"),
-            account_id=account_id,
+        terms = hold_terms(
+            account_id,
+            charge(unit, model_multiplier, top_multiplier, images),
             key_id="key_machine",
-            endpoint="/v1/images/generations",
-            model="imagen4",
-            unit_credits=unit,
+            unit=unit,
             model_multiplier=model_multiplier,
-            images_requested=images,
-            hold_credits=charge(unit, model_multiplier, top_multiplier, images),
-            hold_until=utcnow() + timedelta(seconds=HOLD_TIMEOUT_S),
+            images=images,
+            hold_for=timedelta(seconds=HOLD_TIMEOUT_S),
         )
         fits = self.balance[account_id] - self.held[account_id] >= terms.hold_credits
 
@@ -177,17 +175,8 @@ class LedgerMachine(RuleBasedStateMachine):
             claim = await idem.begin(self.db, account_id, key, print_, run_for=timedelta(seconds=60))
             if isinstance(claim, idem.Replay):
                 return "replayed"
-            terms = holds.HoldTerms(
-                request_id=new_id("req"),
-                account_id=account_id,
-                key_id="key_machine",
-                endpoint="/v1/images/generations",
-                model="imagen4",
-                unit_credits=price,
-                model_multiplier=Decimal(1),
-                images_requested=1,
-                hold_credits=price,
-                hold_until=utcnow() + timedelta(seconds=HOLD_TIMEOUT_S),
+            terms = hold_terms(
+                account_id, price, key_id="key_machine", unit=price, hold_for=timedelta(seconds=HOLD_TIMEOUT_S)
             )
             try:
                 async with self.db.transaction() as session:

@@ -14,9 +14,10 @@ from app.billing.amounts import charge, parse_amount, render
 from app.billing.ledger_check import check_ledger
 from app.billing.models import UsageRecord
 from app.billing.sweeper import expire_stale_holds
-from app.db import new_id, utcnow
+from app.db import utcnow
 from app.errors import InsufficientCredits
 from tests.harness import Harness
+from tests.holds import hold_terms, served
 
 
 @pytest.mark.parametrize(
@@ -43,49 +44,20 @@ def test_parse_amount_accepts_numbers_and_strings_exactly() -> None:
             parse_amount(bad, field="a")
 
 
-def _terms(account_id: str, hold: str = "8") -> holds.HoldTerms:
-    return holds.HoldTerms(
-        request_id=new_id("req"),
-        account_id=account_id,
-        key_id="key_test",
-        endpoint="/test",
-        model="imagen4",
-        unit_credits=Decimal(8),
-        model_multiplier=Decimal(1),
-        images_requested=1,
-        hold_credits=Decimal(hold),
-        hold_until=utcnow() + timedelta(minutes=15),
-    )
-
-
-def _done(credits: str = "8", images: int = 1) -> holds.Outcome:
-    return holds.Outcome(
-        attempts=1,
-        channels_tried=[],
-        latency_ms=5,
-        channel_id="ch",
-        channel_name="local",
-        provider="local",
-        channel_multiplier=Decimal(1),
-        images_delivered=images,
-        credits=Decimal(credits),
-    )
-
-
 async def test_a_hold_ends_exactly_once(gw: Harness) -> None:
     account = await gw.create_account(credits=20)
     db = gw.gateway.db
-    terms = _terms(account["id"])
+    terms = hold_terms(account["id"])
     async with db.transaction() as session:
         await holds.place_hold(session, terms)
 
     async def capture() -> Decimal | None:
         async with db.transaction() as session:
-            return await holds.capture(session, terms.request_id, _done())
+            return await holds.capture(session, terms.request_id, served())
 
     async def release() -> bool:
         async with db.transaction() as session:
-            return await holds.release(session, terms.request_id, "failed", _done("0", 0))
+            return await holds.release(session, terms.request_id, "failed", served("0", 0))
 
     outcomes = await asyncio.gather(capture(), capture(), release(), release())
     winners = [o for o in outcomes if o not in (None, False)]
@@ -99,17 +71,17 @@ async def test_a_hold_ends_exactly_once(gw: Harness) -> None:
 async def test_hold_cannot_overdraw(gw: Harness) -> None:
     account = await gw.create_account(credits=10)
     async with gw.gateway.db.transaction() as session:
-        await holds.place_hold(session, _terms(account["id"], "6"))
+        await holds.place_hold(session, hold_terms(account["id"], "6"))
     with pytest.raises(InsufficientCredits):
         async with gw.gateway.db.transaction() as session:
-            await holds.place_hold(session, _terms(account["id"], "6"))
+            await holds.place_hold(session, hold_terms(account["id"], "6"))
     assert (await gw.account(account["id"]))["available"] == "4"
 
 
 async def test_sweeper_releases_holds_of_crashed_requests(gw: Harness) -> None:
     account = await gw.create_account(credits=10)
     db = gw.gateway.db
-    terms = _terms(account["id"])
+    terms = hold_terms(account["id"])
     async with db.transaction() as session:
         await holds.place_hold(session, terms)
         await session.execute(
@@ -126,7 +98,7 @@ async def test_sweeper_releases_holds_of_crashed_requests(gw: Harness) -> None:
     after = await gw.account(account["id"])
     assert (after["balance"], after["held"]) == ("10", "0")
     async with db.transaction() as session:
-        assert await holds.capture(session, terms.request_id, _done()) is None  # too late: nothing charged
+        assert await holds.capture(session, terms.request_id, served()) is None  # too late: nothing charged
     assert await gw.ledger_problems() == []
 
 
