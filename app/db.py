@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -144,13 +144,10 @@ class Database:
         # `sessions()` is for reading only (on SQLite it does not take the write lock);
         # every write goes through `transaction()`.
         self.sessions = async_sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
-        self._writers = async_sessionmaker(self.engine, expire_on_commit=False)
         self._is_sqlite = url.startswith("sqlite")
-        self._lane_writers = (
-            async_sessionmaker(self.engine.execution_options(**{OWN_BEGIN: True}), expire_on_commit=False)
-            if self._is_sqlite
-            else self._writers
-        )
+        # On SQLite, transaction() sends its own BEGIN IMMEDIATE (see there).
+        writer_engine = self.engine.execution_options(**{OWN_BEGIN: True}) if self._is_sqlite else self.engine
+        self._writers = async_sessionmaker(writer_engine, expire_on_commit=False)
         # SQLite has one write lock: queue for it here rather than busy-wait in a driver thread.
         # Elsewhere half the pool, so reads and other writes always find a connection.
         self.gate = WriteGate(1 if self._is_sqlite else max(1, pool_size // 2))
@@ -162,11 +159,8 @@ class Database:
         The generation pipeline names its `lane`: its holds and settlements pass the write gate
         (settlements first). A gated transaction must not wait for another gated one inside it.
         """
-        if lane is None:
-            async with self._writers() as session, session.begin():
-                yield session
-            return
-        async with self.gate.slot(urgent=lane == "settle"), self._lane_writers() as session, session.begin():
+        gate = self.gate.slot(urgent=lane == "settle") if lane is not None else nullcontext()
+        async with gate, self._writers() as session, session.begin():
             if self._is_sqlite:
                 # BEGIN IMMEDIATE in one hop to the driver's thread (through SQLAlchemy's adapter,
                 # as the begin listener does, it takes three); every statement that follows,
