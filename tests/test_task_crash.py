@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import ADMIN_TOKEN
 from tests.processes import free_port, gateway_command, gateway_env, serving, stop, wait_healthy
+from tests.served import account_with_key, add_channel, admin
 
 pytestmark = pytest.mark.slow
 
@@ -32,27 +32,6 @@ class FirstCallHangs:
         self.calls += 1
         image = {"bytesBase64Encoded": tiny_png_b64(), "mimeType": "image/png"}
         return Reply(json={"predictions": [image]}, delay_s=60 if self.calls == 1 else 0)
-
-
-def _admin(base_url: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
-
-
-def _route_to(base_url: str, upstream: FakeUpstream) -> None:
-    with _admin(base_url) as admin:
-        local = next(c for c in admin.get("/admin/channels").json()["data"] if c["provider"] == "local")
-        admin.patch(f"/admin/channels/{local['id']}", json={"enabled": False})
-        created = admin.post(
-            "/admin/channels",
-            json={
-                "name": "imagen",
-                "provider": "google-imagen",
-                "base_url": f"{upstream.url}/v1beta",
-                "auth": {"api_key": "k", "style": "x-goog-api-key"},
-                "models": {"imagen4": "imagen-4.0-generate-001"},
-            },
-        )
-        assert created.status_code == 201, created.text
 
 
 def _submit(base_url: str, key: str) -> str:
@@ -87,17 +66,10 @@ def _wait_calls(hang: FirstCallHangs, count: int) -> None:
 
 
 def _assert_charged_once(base_url: str, account_id: str) -> None:
-    with _admin(base_url) as admin:
-        account = admin.get(f"/admin/accounts/{account_id}").json()
+    with admin(base_url) as client:
+        account = client.get(f"/admin/accounts/{account_id}").json()
         assert (account["balance"], account["held"]) == ("92", "0")  # 100 - one imagen4 image
-        assert admin.get("/admin/ledger/check").json() == {"ok": True, "problems": []}
-
-
-def _account(base_url: str) -> tuple[str, str]:
-    with _admin(base_url) as admin:
-        account = admin.post("/admin/accounts", json={"name": "crash", "credits": 100}).json()
-        key = admin.post("/admin/keys", json={"account_id": account["id"]}).json()["key"]
-    return account["id"], key
+        assert client.get("/admin/ledger/check").json() == {"ok": True, "problems": []}
 
 
 def test_gateway_killed_mid_task_resumes_it_after_restart(
@@ -114,8 +86,8 @@ def test_gateway_killed_mid_task_resumes_it_after_restart(
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base_url, first)
-        account_id, key = _account(base_url)
-        _route_to(base_url, upstream)
+        account_id, key = account_with_key(base_url, credits=100)
+        add_channel(base_url, upstream, "imagen", priority=0)
         task_id = _submit(base_url, key)
         _wait_calls(hang, 1)
     finally:
@@ -138,8 +110,8 @@ def test_worker_killed_mid_task_is_taken_over_by_another(
     env = gateway_env(database_url, tmp_path / "data", **FAST)
     api_env = {**env, "GATEWAY_RUN_WORKER": "false"}
     with serving(api_env, log_path=tmp_path / "api.log") as base_url:
-        account_id, key = _account(base_url)
-        _route_to(base_url, upstream)
+        account_id, key = account_with_key(base_url, credits=100)
+        add_channel(base_url, upstream, "imagen", priority=0)
         doomed = subprocess.Popen(
             [*gateway_command(), "worker"], env=env, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
