@@ -60,6 +60,12 @@ class AdminUnauthorized(GatewayError):
     type = "authentication_error"
 
 
+class MetricsUnauthorized(GatewayError):
+    status = 401
+    code = "invalid_metrics_token"
+    type = "authentication_error"
+
+
 class InsufficientCredits(GatewayError):
     status = 402
     code = "insufficient_credits"
@@ -103,6 +109,25 @@ class RequestTooLarge(GatewayError):
 class UnsupportedMediaType(GatewayError):
     status = 415
     code = "unsupported_media_type"
+
+
+class Canceled(GatewayError):
+    """The caller left or canceled before anything was sent upstream; its hold is released."""
+
+    status = 499  # nginx's "client closed request": nobody is there to read it
+    code = "canceled"
+
+    def __init__(self, message: str = "The request was canceled; nothing was charged.") -> None:
+        super().__init__(message)
+
+
+class InternalError(GatewayError):
+    status = 500
+    code = "internal_error"
+    type = "server_error"
+
+    def __init__(self, message: str = "Internal error; nothing was charged.") -> None:
+        super().__init__(message)
 
 
 class RateLimited(GatewayError):

@@ -7,10 +7,9 @@ import asyncio
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 import pytest
 
 from app.settings import Settings
@@ -18,6 +17,7 @@ from tests.databases import REDIS_URL
 from tests.fakes.channels import Upstreams, ok, status
 from tests.fakes.upstream import FakeUpstream, Received, Reply
 from tests.harness import Harness, running_app
+from tests.raw_asgi import call_generation_raw
 
 
 @pytest.fixture
@@ -184,38 +184,6 @@ async def test_channel_max_concurrency_moves_extra_requests_on(routed: tuple[Har
     assert ups.calls("wide") == 2
 
 
-async def test_client_disconnect_cancels_and_releases_the_hold(routed: tuple[Harness, Upstreams]) -> None:
-    gw, ups = routed
-
-    def very_slow(received: Received) -> Reply:
-        return Reply(json=ok(received).json, delay_s=10)
-
-    await ups.channel(gw, "slow", very_slow)
-    account_id, key = await gw.account_with_key(credits=100)
-    body = orjson.dumps({"prompt": "x"})
-    sent_body = False
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.sleep(0.3)  # the caller gives up while the upstream is still working
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await asyncio.wait_for(call_generation_raw(gw, key, receive, send), timeout=5)
-
-    (row,) = await usage_rows(gw)
-    assert (row["status"], row["error_code"]) == ("canceled", "canceled")
-    account = await gw.account(account_id)
-    assert (account["balance"], account["held"]) == ("100", "0")
-    assert await gw.ledger_problems() == []
-
-
 async def test_channel_changes_reach_another_replica_within_five_seconds(
     routed: tuple[Harness, Upstreams], settings: Settings
 ) -> None:
@@ -308,29 +276,3 @@ async def test_client_leaving_mid_body_is_499_not_an_internal_error(
     assert "unhandled error" not in caplog.text
     account = await gw.account(account_id)
     assert (account["balance"], account["held"]) == ("100", "0")
-
-
-async def call_generation_raw(
-    gw: Harness,
-    key: str,
-    receive: Callable[[], Awaitable[dict[str, Any]]],
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-) -> None:
-    """POST /v1/images/generations straight into the ASGI app, so a test controls exactly what
-    the client sends and when it goes away (httpx's transport cannot disconnect mid-request)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/images/generations",
-        "raw_path": b"/v1/images/generations",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("gateway.test", 80),
-        "state": {},
-    }
-    await gw.app(scope, receive, send)  # type: ignore[arg-type]

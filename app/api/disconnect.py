@@ -1,8 +1,11 @@
-"""Stop working for a caller that has gone away.
+"""Stop working for a caller that has gone away, unless the upstream is already working for it.
 
 Uvicorn does not cancel a handler when its client disconnects, so a generation would run (and a
 slot on an upstream stay taken) for nobody. The pipeline runs as a task beside a watcher of the
-connection; a disconnect cancels it, and the pipeline releases the hold on cancellation.
+connection, and a disconnect cancels it. What the cancellation means is the pipeline's decision:
+before any upstream call it releases the hold and stops; after one went out it finishes the
+request (the upstream bills us either way) and returns the result, which is then recorded as if
+the caller were still there, so an `Idempotency-Key` retry replays it instead of paying again.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
             return task.result()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            finished = await task
+            log.info("client disconnected after the upstream call went out; the request was finished and charged")
+            return finished
         log.info("client disconnected; generation cancelled and its hold released")
         raise ClientClosedRequest("The client closed the connection before the images were ready.")
     finally:

@@ -93,4 +93,9 @@ add_caller_route(
     method="POST",
     response_model=TaskObject,
     summary="Cancel a queued task (released at once) or ask a running one to stop",
+    description=(
+        "A queued task is canceled at once and its hold released. A running task stops within a "
+        "heartbeat if nothing was sent upstream yet; once its upstream call is out it finishes "
+        "and is charged once, because the upstream bills for it either way."
+    ),
 )

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +27,9 @@ from app.billing.amounts import charge, render
 from app.catalog.snapshot import CatalogSnapshot, ModelSpec
 from app.db import Database, new_id, utcnow
 from app.errors import (
+    Canceled,
     GatewayError,
+    InternalError,
     ModelNotAllowed,
     ModerationBlocked,
     NoChannelAvailable,
@@ -40,10 +42,11 @@ from app.generation.validate import check_capabilities, resolve_model
 from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter, check_credit_cap
 from app.observability.metrics import Metrics
-from app.routing.router import Attempt, ChannelRouter, Routed, RoutingFailed
+from app.routing.router import Attempt, ChannelRouter, Dispatch, Routed, RoutingFailed
 from app.routing.selection import Candidate
 
 log = logging.getLogger("app.generation")
+_T = TypeVar("_T")
 
 
 class CatalogSource(Protocol):
@@ -125,8 +128,9 @@ class Finish:
 
     on_settled: OnSettled | None = None
     on_failed: OnFailed | None = None
-    # Asked when the work is cancelled: True means "keep the hold, this will run again" (a task
-    # whose worker is shutting down), False means the caller is gone and the hold is released.
+    # Asked when the work is cancelled: True means "stop now and keep the hold, this will run
+    # again" (a task whose worker is shutting down). False means the caller is gone: the hold is
+    # released if nothing was sent upstream yet, and the request is finished if something was.
     requeue_on_cancel: Callable[[], bool] = lambda: False
 
 
@@ -164,8 +168,7 @@ class GenerationService:
             return await self.execute(admitted)
 
     async def _give_back(self, admitted: Admitted) -> None:
-        stop = GatewayError("The request was canceled; nothing was charged.", code="canceled", status=499)
-        await self._release(admitted, "canceled", [], time.monotonic(), stop, Finish())
+        await self._release(admitted, "canceled", [], time.monotonic(), Canceled(), Finish())
 
     @asynccontextmanager
     async def limited(self, caller: Caller) -> AsyncIterator[None]:
@@ -230,45 +233,48 @@ class GenerationService:
         return Admitted(terms=terms, request=request, model=model, candidates=affordable)
 
     async def execute(self, admitted: Admitted, finish: Finish | None = None) -> Generated:
-        """Call upstream and settle the hold exactly once, whatever happens."""
+        """Call upstream and settle the hold exactly once, whatever happens.
+
+        A cancellation (the caller left, or canceled its task) stops the request only until an
+        upstream call has gone out. After that the upstream may generate and bill whether or not
+        anyone waits, so the request is finished: images stored where asked, charged once, and
+        the result returned to whoever still awaits it (the idempotency record, the task row).
+        Only a worker shutting down (`requeue_on_cancel`) still stops at once: its task runs again.
+        """
         finish = finish or Finish()
         started = time.monotonic()
         if not admitted.candidates:
             error = NoChannelAvailable(f"No enabled channel serves {admitted.model.id} within the held credits.")
             await self._release(admitted, "failed", [], started, error, finish)
             raise error
+        dispatch = Dispatch()
+        routing = asyncio.ensure_future(self.router.run(admitted.request, admitted.candidates, dispatch))
+        # Before anything went upstream a cancellation stops the request; once a call is out it
+        # does not, except for a worker shutting down (its task runs again later).
         try:
-            routed = await self.router.run(admitted.request, admitted.candidates)
+            routed = await _outlive_caller(routing, lambda: finish.requeue_on_cancel() or not dispatch.sent)
         except RoutingFailed as failed:
-            await self._release(admitted, "failed", failed.attempts, started, failed.error, finish)
+            await asyncio.shield(self._release(admitted, "failed", failed.attempts, started, failed.error, finish))
             raise failed.error from None
         except asyncio.CancelledError:
             if finish.requeue_on_cancel():
-                raise  # a worker shutting down: the task goes back to the queue, its hold with it
-            # The caller went away or canceled the task: the hold must still end.
-            stop = GatewayError("The request was canceled; nothing was charged.", code="canceled", status=499)
-            await asyncio.shield(self._release(admitted, "canceled", [], started, stop, finish))
+                raise  # the task goes back to the queue, its hold with it
+            await asyncio.shield(self._release(admitted, "canceled", [], started, Canceled(), finish))
             raise
         except BaseException:
-            internal = GatewayError("Internal error; nothing was charged.", code="internal_error", status=500)
-            await asyncio.shield(self._release(admitted, "failed", [], started, internal, finish))
+            await asyncio.shield(self._release(admitted, "failed", [], started, InternalError(), finish))
             raise
         settling = asyncio.ensure_future(self._settle(admitted, routed, started, finish))
         try:
-            try:
-                return await asyncio.shield(settling)
-            except asyncio.CancelledError:
-                # The images are here and settling is one short transaction: finish it rather
-                # than cut it in half, then let the cancellation through.
-                await asyncio.wait({settling})
-                settling.result()  # a failed settlement is handled below like any other
-                raise
+            # Settling is one short transaction: even a shutting-down worker lets it finish.
+            return await _outlive_caller(settling, finish.requeue_on_cancel, stoppable=False)
         except GatewayError as error:
             await asyncio.shield(self._release(admitted, _status_of(error), routed.attempts, started, error, finish))
             raise
+        except asyncio.CancelledError:
+            raise  # a shutting-down worker, after its settlement ended
         except BaseException:
-            internal = GatewayError("Internal error; nothing was charged.", code="internal_error", status=500)
-            await asyncio.shield(self._release(admitted, "failed", routed.attempts, started, internal, finish))
+            await asyncio.shield(self._release(admitted, "failed", routed.attempts, started, InternalError(), finish))
             raise
 
     def _plan(
@@ -357,6 +363,41 @@ class GenerationService:
                 await finish.on_failed(session, status, error)
         if released and self.metrics is not None:
             self.metrics.ended(admitted.terms.model, status)
+
+
+async def _outlive_caller(work: asyncio.Future[_T], stop: Callable[[], bool], *, stoppable: bool = True) -> _T:
+    """Await `work` and decide what a cancellation of the awaiting task means.
+
+    When `stop()` says so, the cancellation goes on: `work` is cancelled too (or, when not
+    `stoppable`, awaited to its end, its failure raised first). Otherwise `work` runs to its end
+    and its result is returned as if nobody had left; the cancellation is taken back, so that
+    timeouts further up the task still tell their own cancellations apart.
+    """
+    taken_back = 0
+    try:
+        while True:
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                if work.cancelled():
+                    raise
+                if stop():
+                    if stoppable:
+                        work.cancel()
+                    await asyncio.wait({work})
+                    if not stoppable:
+                        work.result()
+                    elif not work.cancelled():
+                        work.exception()  # retrieved and dropped: the cancellation is the outcome now
+                    raise
+                if taken_back == 0:
+                    log.info("the caller left after the upstream call went out; finishing the request")
+                taken_back += 1
+    finally:
+        current = asyncio.current_task()
+        if current is not None:
+            for _ in range(taken_back):
+                current.uncancel()
 
 
 def _status_of(error: GatewayError) -> str:

@@ -71,6 +71,15 @@ class Routed:
     attempts: list[Attempt] = field(default_factory=list)
 
 
+@dataclass
+class Dispatch:
+    """Whether an upstream call of this request has gone out. From then on the upstream may
+    generate and bill, so the request is finished even if its caller leaves (see
+    GenerationService.execute); before it, a cancellation simply stops the request."""
+
+    sent: bool = False
+
+
 class RoutingFailed(Exception):
     def __init__(self, error: GatewayError, attempts: list[Attempt]) -> None:
         super().__init__(error.message)
@@ -89,6 +98,7 @@ class _Run:
     last_channel: ChannelSpec | None = None
     rate_limits: list[float | None] = field(default_factory=list)
     busy: int = 0
+    dispatch: Dispatch = field(default_factory=Dispatch)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -134,8 +144,8 @@ class ChannelRouter:
                 able.append((channel, upstream))
         return able, refused
 
-    async def run(self, request: ImageRequest, candidates: list[Candidate]) -> Routed:
-        run = _Run(deadline=time.monotonic() + self.deadline_s)
+    async def run(self, request: ImageRequest, candidates: list[Candidate], dispatch: Dispatch | None = None) -> Routed:
+        run = _Run(deadline=time.monotonic() + self.deadline_s, dispatch=dispatch or Dispatch())
         ordered = order_candidates(candidates, self._rng)
         states = await self.health.states(channel.id for channel, _ in ordered)
         for channel, upstream in self._admissible(ordered, states):
@@ -178,6 +188,7 @@ class ChannelRouter:
         """One upstream call. Returns the result, None to fail over, or raises RoutingFailed."""
         provider = self.providers[channel.provider]
         started = time.monotonic()
+        run.dispatch.sent = True
         try:
             async with asyncio.timeout(min(channel.timeout_s, run.remaining())):
                 result = await provider.generate(request, channel, upstream)

@@ -150,8 +150,9 @@ class TaskWorker:
             )
 
     async def _heartbeat(self, task_id: str, job: asyncio.Task[object] | None) -> None:
-        """Renew the lease, and stop the job when its task was canceled meanwhile."""
+        """Renew the lease while the job runs, and ask it to stop when its task was canceled."""
         interval = max(self.gateway.settings.task_lease_s / 3, 0.05)
+        asked_to_stop = False
         while True:
             await asyncio.sleep(interval)
             try:
@@ -166,9 +167,11 @@ class TaskWorker:
             except Exception:
                 log.exception("renewing the lease of %s failed", task_id)
                 continue
-            if cancel and job is not None:
+            if cancel and job is not None and not asked_to_stop:
+                # Keep renewing afterwards: a job whose upstream call is already out finishes
+                # (app.generation.service.execute), and must not be claimed twice meanwhile.
                 job.cancel()
-                return
+                asked_to_stop = True
 
     async def _requeue(self, task_id: str) -> None:
         async with self.gateway.db.transaction() as session:
