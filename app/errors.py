@@ -148,6 +148,14 @@ class NoChannelAvailable(GatewayError):
     type = "upstream_error"
 
 
+class RateLimiterUnavailable(GatewayError):
+    """The Redis that keeps a key's limits did not answer in time: refused before anything is held."""
+
+    status = 503
+    code = "rate_limiter_unavailable"
+    type = "server_error"
+
+
 class UpstreamTimedOut(GatewayError):
     status = 504
     code = "upstream_timeout"

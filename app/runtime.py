@@ -11,7 +11,8 @@ import httpx
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from app.catalog.snapshot import CatalogCache
+from app.catalog.secrets import SecretCipher
+from app.catalog.snapshot import CatalogCache, CatalogSnapshot
 from app.db import Database
 from app.files.blobs import open_blob_store
 from app.files.service import FileStore, load_signing_key
@@ -19,10 +20,14 @@ from app.files.signing import UrlSigner
 from app.generation.service import GenerationService
 from app.keys.auth import KeyCache
 from app.keys.limits import KeyLimiter
+from app.net.guarded_fetch import GuardedFetcher
 from app.observability.metrics import Metrics
+from app.observability.redaction import SecretRedactor, redacting_logs
 from app.providers.aiohttp_transport import upstream_client
 from app.providers.base import ImageProvider
+from app.providers.credentials import known_secrets
 from app.providers.registry import build_providers
+from app.redis_client import open_redis_for
 from app.routing.breaker import BreakerPolicy
 from app.routing.health import HealthStore, MemoryHealthStore, RedisHealthStore
 from app.routing.router import ChannelRouter
@@ -35,14 +40,16 @@ class Gateway:
     db: Database
     http: httpx.AsyncClient
     catalog: CatalogCache
+    # Encrypts channel secrets written by the admin API (GATEWAY_SECRET_KEY).
+    secrets: SecretCipher
     keys: KeyCache
     providers: dict[str, ImageProvider]
     health: HealthStore
     router: ChannelRouter
     generation: GenerationService
     files: FileStore
-    # Callbacks go to addresses callers chose: a client of their own that ignores proxy
-    # settings and carries none of the upstream client's defaults.
+    # Callbacks go to addresses callers chose, image URLs to addresses upstreams chose: a client
+    # of their own that ignores proxy settings and carries none of the upstream client's defaults.
     callback_http: httpx.AsyncClient
     metrics: Metrics
     redis: Redis | None = None
@@ -55,17 +62,31 @@ class Gateway:
 
 @asynccontextmanager
 async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    # Installed first and removed last: whatever the gateway logs meanwhile is scrubbed.
+    redactor = SecretRedactor()
+    with redacting_logs(redactor):
+        async with _open_gateway(settings, redactor) as gateway:
+            yield gateway
+
+
+@asynccontextmanager
+async def _open_gateway(settings: Settings, redactor: SecretRedactor) -> AsyncIterator[Gateway]:
+    async def learn_secrets(snapshot: CatalogSnapshot) -> None:
+        redactor.remember(await known_secrets(snapshot.channels))
+
     db = Database(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
     # One pooled client for every upstream call; per-channel timeouts are applied per request.
     http = upstream_client(
         max_connections=settings.upstream_max_connections, timeout=httpx.Timeout(120.0, connect=10.0)
     )
     callback_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=httpx.Timeout(15.0))
-    # Shared state for several replicas lives in Redis when it is configured.
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    limiter = KeyLimiter(settings.redis_url)
+    # Shared state for several replicas lives in Redis when it is configured: one client (one
+    # bounded pool) for the key limiter, the health store and /readyz.
+    redis = open_redis_for(settings) if settings.redis_url else None
+    limiter = KeyLimiter(redis)
     try:
-        catalog = CatalogCache(db, settings.cache_ttl_s)
+        secrets = SecretCipher(settings.secret_keys)
+        catalog = CatalogCache(db, settings.cache_ttl_s, secrets, on_reload=learn_secrets)
         async with db.sessions() as session:
             signing_key = await load_signing_key(session)
         files = FileStore(
@@ -73,7 +94,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             UrlSigner(signing_key, settings.file_url_ttl_s),
             timedelta(days=settings.retention_days),
         )
-        providers = build_providers(http)
+        providers = build_providers(http, GuardedFetcher(callback_http, settings.callback_networks))
         policy = BreakerPolicy(failure_threshold=settings.breaker_failures, base_cooldown_s=settings.breaker_cooldown_s)
         health: HealthStore = RedisHealthStore(redis, policy) if redis else MemoryHealthStore(policy)
         metrics = Metrics()
@@ -90,6 +111,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             db=db,
             http=http,
             catalog=catalog,
+            secrets=secrets,
             keys=KeyCache(db, settings.cache_ttl_s),
             providers=providers,
             health=health,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -10,11 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.catalog.models import CatalogModel, Channel
+from app.catalog.secrets import SEALED_PREFIX, SECRET_AUTH_FIELDS, SecretCipher
 from app.db import new_id, utcnow
 from app.errors import Conflict, InvalidValue, NotFound
-
-# Keys of `Channel.auth` whose values are secrets: written, never read back by any API.
-SECRET_AUTH_FIELDS = frozenset({"api_key"})
 
 
 async def list_models(session: AsyncSession) -> Sequence[CatalogModel]:
@@ -62,18 +61,21 @@ async def get_channel(session: AsyncSession, channel_id: str) -> Channel:
     return row
 
 
-async def create_channel(session: AsyncSession, fields: dict[str, Any]) -> Channel:
+async def create_channel(session: AsyncSession, cipher: SecretCipher, fields: dict[str, Any]) -> Channel:
     now = utcnow()
+    fields = {**fields, "auth": cipher.seal_auth(_written_auth(fields))}
     row = Channel(id=new_id("ch"), created_at=now, updated_at=now, **fields)
     session.add(row)
     await _flush_unique_name(session, row.name)
     return row
 
 
-async def update_channel(session: AsyncSession, channel_id: str, fields: dict[str, Any]) -> Channel:
+async def update_channel(
+    session: AsyncSession, cipher: SecretCipher, channel_id: str, fields: dict[str, Any]
+) -> Channel:
     row = await get_channel(session, channel_id)
-    if "auth" in fields:
-        fields["auth"] = merge_auth(row.auth or {}, fields["auth"])
+    # Every write stores secrets sealed, so a plaintext row from before the key goes on its next change.
+    fields = {**fields, "auth": cipher.seal_auth(merge_auth(row.auth or {}, _written_auth(fields)))}
     for name, value in fields.items():
         setattr(row, name, value)
     row.updated_at = utcnow()
@@ -84,6 +86,56 @@ async def update_channel(session: AsyncSession, channel_id: str, fields: dict[st
 async def delete_channel(session: AsyncSession, channel_id: str) -> None:
     await session.delete(await get_channel(session, channel_id))
     await session.flush()
+
+
+@dataclass(frozen=True)
+class SecretProblem:
+    """A channel secret that `secrets check` or `secrets rotate` could not vouch for: names the
+    channel and the field, never the value."""
+
+    channel_id: str
+    channel: str
+    field: str
+    problem: str
+
+
+async def check_secrets(session: AsyncSession, cipher: SecretCipher) -> list[SecretProblem]:
+    """Every stored secret that the configured keys cannot decrypt, or that is still plain text
+    while a key is set."""
+    return [
+        SecretProblem(row.id, row.name, field, problem)
+        for row in await _channels_by_age(session)
+        for field, problem in cipher.problems(row.auth or {})
+    ]
+
+
+async def rotate_secrets(session: AsyncSession, cipher: SecretCipher) -> list[SecretProblem]:
+    """Re-encrypt every secret under the newest key (plain text included). Returns those that no
+    key decrypts, which are left as they are."""
+    problems: list[SecretProblem] = []
+    for row in await _channels_by_age(session):
+        row.auth, failed = cipher.reseal_auth(row.auth or {})
+        problems.extend(SecretProblem(row.id, row.name, field, reason) for field, reason in failed)
+    await session.flush()
+    return problems
+
+
+async def _channels_by_age(session: AsyncSession) -> Sequence[Channel]:
+    return (await session.scalars(select(Channel).order_by(Channel.created_at, Channel.id))).all()
+
+
+def _written_auth(fields: dict[str, Any]) -> dict[str, Any]:
+    """The auth an operator sent. A secret that looks sealed would be taken for one when loaded
+    (and be unusable), so it is refused."""
+    auth: dict[str, Any] = fields.get("auth") or {}
+    for field in sorted(SECRET_AUTH_FIELDS):
+        value = auth.get(field)
+        if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+            raise InvalidValue(
+                f"auth.{field} must not start with {SEALED_PREFIX!r} (that marks an encrypted value).",
+                param=f"auth.{field}",
+            )
+    return auth
 
 
 def merge_auth(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ other replicas pick them up when their snapshot ages out (`GATEWAY_CACHE_TTL_S`,
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -16,7 +18,10 @@ from typing import Any
 from sqlalchemy import select
 
 from app.catalog.models import CatalogModel, Channel
+from app.catalog.secrets import SECRET_AUTH_FIELDS, SecretCipher, UnreadableSecret
 from app.db import Database
+
+log = logging.getLogger("app.catalog")
 
 WILDCARD = "*"
 
@@ -51,6 +56,9 @@ class ChannelSpec:
     timeout_s: float
     max_concurrency: int | None
     retry_ambiguous: bool = False
+    # Why the channel cannot be routed to (a stored secret no configured key decrypts); None
+    # when it can. It stays in the snapshot so that it still counts as a channel of its models.
+    unusable: str | None = None
 
     def upstream_model(self, model_id: str) -> str | None:
         """The upstream model this channel calls for a catalog model, or None if it does not serve it."""
@@ -76,7 +84,7 @@ class CatalogSnapshot:
         """Enabled channels that serve the model, each with its upstream model id."""
         served = []
         for channel in self.channels:
-            upstream = channel.upstream_model(model_id) if channel.enabled else None
+            upstream = channel.upstream_model(model_id) if channel.enabled and not channel.unusable else None
             if upstream is not None:
                 served.append((channel, upstream))
         return served
@@ -98,13 +106,20 @@ def model_spec(row: CatalogModel) -> ModelSpec:
     )
 
 
-def channel_spec(row: Channel) -> ChannelSpec:
+def channel_spec(row: Channel, cipher: SecretCipher) -> ChannelSpec:
+    """The channel with its secrets decrypted, or, if one cannot be, without them and unusable."""
+    unusable = None
+    try:
+        auth = cipher.open_auth(row.auth or {})
+    except UnreadableSecret as unreadable:
+        unusable = str(unreadable)
+        auth = {k: v for k, v in (row.auth or {}).items() if k not in SECRET_AUTH_FIELDS}
     return ChannelSpec(
         id=row.id,
         name=row.name,
         provider=row.provider,
         base_url=row.base_url,
-        auth=dict(row.auth or {}),
+        auth=auth,
         models=dict(row.models or {}),
         priority=row.priority,
         weight=row.weight,
@@ -113,22 +128,35 @@ def channel_spec(row: Channel) -> ChannelSpec:
         timeout_s=row.timeout_s,
         max_concurrency=row.max_concurrency,
         retry_ambiguous=row.retry_ambiguous,
+        unusable=unusable,
     )
 
 
-async def load_snapshot(db: Database) -> CatalogSnapshot:
+async def load_snapshot(db: Database, cipher: SecretCipher) -> CatalogSnapshot:
     async with db.sessions() as session:
         model_rows = (await session.scalars(select(CatalogModel))).all()
         channel_rows = (await session.scalars(select(Channel).order_by(Channel.created_at, Channel.id))).all()
     models = {row.id: model_spec(row) for row in model_rows}
     aliases = {alias: spec.id for spec in models.values() for alias in spec.aliases}
-    return CatalogSnapshot(models=models, channels=tuple(channel_spec(r) for r in channel_rows), aliases=aliases)
+    channels = tuple(channel_spec(row, cipher) for row in channel_rows)
+    return CatalogSnapshot(models=models, channels=channels, aliases=aliases)
 
 
 class CatalogCache:
-    def __init__(self, db: Database, ttl_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        ttl_s: float,
+        cipher: SecretCipher,
+        on_reload: Callable[[CatalogSnapshot], Awaitable[None]] | None = None,
+    ) -> None:
         self._db = db
+        # Told of every freshly loaded snapshot before anyone uses it (log redaction learns the
+        # channels' current secrets from it).
+        self._on_reload = on_reload
         self._ttl_s = ttl_s
+        self._cipher = cipher  # secrets are decrypted once per reload, never per request
+        self._reported_unusable: frozenset[tuple[str, str]] = frozenset()
         self._snapshot: CatalogSnapshot | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
@@ -140,9 +168,26 @@ class CatalogCache:
         async with self._lock:  # one reload at a time; waiters reuse its result
             if self._snapshot is not None and time.monotonic() - self._loaded_at < self._ttl_s:
                 return self._snapshot
-            self._snapshot = await load_snapshot(self._db)
+            snapshot = await load_snapshot(self._db, self._cipher)
+            if self._on_reload is not None:
+                await self._on_reload(snapshot)
+            self._snapshot = snapshot
             self._loaded_at = time.monotonic()
+            self._report_unusable(self._snapshot)
             return self._snapshot
+
+    def _report_unusable(self, snapshot: CatalogSnapshot) -> None:
+        """Log each unusable channel once (not on every reload), again if it breaks anew."""
+        unusable = frozenset((c.id, c.unusable) for c in snapshot.channels if c.unusable)
+        for channel in snapshot.channels:
+            if channel.unusable and (channel.id, channel.unusable) not in self._reported_unusable:
+                log.error(
+                    "channel %s (%s) is unusable and skipped by routing: %s; see `image-gateway secrets check`",
+                    channel.name,
+                    channel.id,
+                    channel.unusable,
+                )
+        self._reported_unusable = unusable
 
     def invalidate(self) -> None:
         self._loaded_at = 0.0

@@ -8,6 +8,7 @@ spawned workers re-import this package too). Each command imports what it needs 
 - `processes.py`: serve, worker, migrate;
 - `operators.py`: accounts, keys, channels;
 - `finance.py`: usage report and export, ledger check;
+- `secrets.py`: checking and rotating the encryption of channel secrets;
 - `running.py`: what they share (settings, database units of work, output).
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from app.cli import finance, operators, processes
+from app.cli import finance, operators, processes, secrets
 from app.errors import GatewayError
 
 
@@ -49,4 +50,5 @@ def build_parser() -> argparse.ArgumentParser:
     processes.add_commands(commands)
     operators.add_commands(commands)
     finance.add_commands(commands)
+    secrets.add_commands(commands)
     return parser

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from app.cli.running import in_transaction, print_json
+from app.cli.secrets import configured_cipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,7 +167,7 @@ async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> i
 
     fields = ChannelCreate.model_validate(_channel_fields(args)).changes()
     fields.setdefault("auth", {})
-    print_json(ChannelOut.of(await catalog.create_channel(session, fields)))
+    print_json(ChannelOut.of(await catalog.create_channel(session, configured_cipher(), fields)))
     return 0
 
 
@@ -175,7 +176,7 @@ async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -
     from app.catalog.schemas import ChannelFields, ChannelOut
 
     fields = ChannelFields.model_validate(_channel_fields(args)).changes()
-    print_json(ChannelOut.of(await catalog.update_channel(session, args.id, fields)))
+    print_json(ChannelOut.of(await catalog.update_channel(session, configured_cipher(), args.id, fields)))
     return 0
 
 
@@ -183,5 +184,6 @@ async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) 
     from app.catalog import service as catalog
     from app.catalog.schemas import ChannelOut
 
-    print_json(ChannelOut.of(await catalog.update_channel(session, args.id, {"enabled": False})))
+    channel = await catalog.update_channel(session, configured_cipher(), args.id, {"enabled": False})
+    print_json(ChannelOut.of(channel))
     return 0
