@@ -6,12 +6,17 @@ in this process's memory, or in Redis when `GATEWAY_REDIS_URL` is set so that ev
 counts against the same limit. A lease names its own expiry, so the slots of a process that
 crashed mid-request come back after `lease_ttl_s` without anyone releasing them.
 
+With Redis, a limited key's request is refused with 503 `rate_limiter_unavailable` when Redis
+cannot be asked (down, too slow, or the process's pool still busy after its wait): the limit
+cannot be checked, and not counting silently would lift it. Nothing has been held by then.
+
 `check_credit_cap` runs inside the hold transaction: what the key has been charged plus what it
 holds plus this hold must stay within the key's `credit_cap`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import time
@@ -29,9 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.billing.amounts import render
 from app.billing.models import UsageRecord
 from app.db import Fixed4
-from app.errors import InsufficientCredits, RateLimited
+from app.errors import InsufficientCredits, RateLimited, RateLimiterUnavailable
 from app.keys.auth import Caller
 from app.keys.models import ApiKey
+from app.redis_client import REDIS_FAILURES, open_redis
+
+log = logging.getLogger(__name__)
 
 # A request that outlives this has lost its process; generation deadlines are far shorter.
 LEASE_TTL_S = 15 * 60
@@ -39,6 +47,8 @@ LEASE_TTL_S = 15 * 60
 # caller to come back soon rather than guess.
 CONCURRENCY_RETRY_AFTER_S = 1
 MAX_RETRY_AFTER_S = 120  # the openai SDK gives up on anything longer
+# Redis outages are usually a restart or a failover: seconds, not minutes.
+REDIS_RETRY_AFTER_S = 5
 
 
 class KeyLease:
@@ -121,40 +131,64 @@ class RedisInFlight:
 
 
 class KeyLimiter:
-    """Admits a caller's request under its key's `rpm` and `max_concurrency`, or raises 429.
+    """Admits a caller's request under its key's `rpm` and `max_concurrency`, or raises 429
+    (503 when Redis cannot be asked).
 
-    Memory storage when `redis_url` is None; otherwise Redis, shared by every replica. Redis
-    errors propagate (as the channel health store's do): a broken Redis is an outage, not a
-    reason to stop counting silently.
+    `redis` is the process's shared client (the gateway passes its one client; the limiter never
+    closes it), a URL for a limiter with a client of its own (closed by `aclose`), or None to
+    count in this process's memory.
     """
 
     def __init__(
-        self, redis_url: str | None, *, prefix: str = "igw:keylimits:", lease_ttl_s: float = LEASE_TTL_S
+        self, redis: Redis | str | None, *, prefix: str = "igw:keylimits:", lease_ttl_s: float = LEASE_TTL_S
     ) -> None:
-        self._redis: Redis | None = None
-        storage: Storage
-        if redis_url is None:
-            storage = MemoryStorage()
+        self._owned: Redis | None = None
+        if isinstance(redis, str):
+            redis = self._owned = open_redis(redis)
+        self.redis = redis
+        self._rpm_storage: Storage
+        if redis is None:
+            self._rpm_storage = MemoryStorage()
             self._in_flight: InFlight = MemoryInFlight(lease_ttl_s)
         else:
-            self._redis = Redis.from_url(redis_url)
             # The limits library runs its moving-window scripts over the same connection pool (its
-            # redis-py bridge takes `connection_pool`; the options annotation only lists scalars).
-            storage = RedisStorage(
-                redis_url,
+            # redis-py bridge takes `connection_pool`, and then uses the URI for nothing but its
+            # scheme; the options annotation only lists scalars).
+            self._rpm_storage = RedisStorage(
+                "async+redis://",
                 implementation="redispy",
                 key_prefix=prefix + "rpm",
-                connection_pool=self._redis.connection_pool,  # type: ignore[arg-type]
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
             )
-            self._in_flight = RedisInFlight(self._redis, prefix + "inflight:", lease_ttl_s)
-        self._window = MovingWindowRateLimiter(storage)
+            self._in_flight = RedisInFlight(redis, prefix + "inflight:", lease_ttl_s)
+        self._window = MovingWindowRateLimiter(self._rpm_storage)
+
+    def connection_pools(self) -> list[object]:
+        """The Redis connection pools the leases and the rpm window run on (none in memory)."""
+        if self.redis is None:
+            return []
+        assert isinstance(self._rpm_storage, RedisStorage)
+        rpm_client = self._rpm_storage.bridge.connection_getter(False)  # type: ignore[attr-defined]
+        return [self.redis.connection_pool, rpm_client.connection_pool]
 
     async def admit(self, caller: Caller) -> KeyLease:
         """Take a concurrency slot and one request of the minute's allowance, or raise
         `RateLimited` with `Retry-After`. A request refused for concurrency does not use up the
-        allowance, and one refused for rpm gives its slot back."""
+        allowance, and one refused for rpm gives its slot back. Raises `RateLimiterUnavailable`
+        (503) when Redis cannot be asked; nothing is taken then."""
         if caller.rpm is None and caller.max_concurrency is None:
             return KeyLease()
+        try:
+            return await self._admit(caller)
+        except REDIS_FAILURES as exc:
+            log.warning("key limits: Redis unavailable (%s: %s); refusing a limited request", type(exc).__name__, exc)
+            raise RateLimiterUnavailable(
+                f"The rate limiter that enforces this key's rpm/max_concurrency cannot reach Redis "
+                f"({type(exc).__name__}); nothing was held or charged. Retry in {REDIS_RETRY_AFTER_S} s.",
+                headers={"Retry-After": str(REDIS_RETRY_AFTER_S)},
+            ) from exc
+
+    async def _admit(self, caller: Caller) -> KeyLease:
         lease = KeyLease()
         if caller.max_concurrency is not None:
             lease_id = secrets.token_hex(8)
@@ -166,7 +200,16 @@ class KeyLimiter:
                 )
 
             async def free() -> None:
-                await self._in_flight.release(caller.key_id, lease_id)
+                try:
+                    await self._in_flight.release(caller.key_id, lease_id)
+                except REDIS_FAILURES as exc:
+                    # The request itself is done (and settled); its slot comes back when the
+                    # lease expires instead of failing the request after the fact.
+                    log.warning(
+                        "key limits: could not release a lease of key %s (%s); it expires on its own",
+                        caller.key_id,
+                        type(exc).__name__,
+                    )
 
             lease = KeyLease(free)
         try:
@@ -189,8 +232,8 @@ class KeyLimiter:
         )
 
     async def aclose(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self._owned is not None:
+            await self._owned.aclose()
 
 
 async def check_credit_cap(session: AsyncSession, caller: Caller, hold: Decimal) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -13,9 +14,12 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from app.redis_client import REDIS_FAILURES
 from app.routing.breaker import RECENT, BreakerPolicy, BreakerState
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,19 +84,58 @@ class MemoryHealthStore:
 
 class RedisHealthStore:
     """Breaker state as one JSON value per channel, changed with WATCH/MULTI so concurrent
-    replicas never lose each other's updates."""
+    replicas never lose each other's updates.
+
+    Health is advice for routing, not a limit anyone pays for, so a Redis outage must not fail
+    requests (health is read before and written after every upstream call, when the images may
+    already be paid for). While Redis cannot be asked, this process keeps health in its own memory,
+    as it would without Redis, and tries Redis again `REDIS_RETRY_S` after the last failure (not
+    on every call, so requests don't each wait out a timeout).
+    """
 
     TTL_S = 24 * 3600
+    REDIS_RETRY_S = 5.0
 
     def __init__(self, redis: Redis, policy: BreakerPolicy | None = None, prefix: str = "igw:health:") -> None:
         self.redis = redis
         self.policy = policy or BreakerPolicy()
         self.prefix = prefix
+        self._local = MemoryHealthStore(self.policy)
+        self._redis_down_until = 0.0
+
+    async def _shared_or_local(self, shared: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                return await shared()
+            except REDIS_FAILURES as exc:
+                self._redis_down_until = time.monotonic() + self.REDIS_RETRY_S
+                log.warning(
+                    "channel health: Redis unavailable (%s: %s); this process keeps health in memory "
+                    "and tries Redis again in %s s",
+                    type(exc).__name__,
+                    exc,
+                    self.REDIS_RETRY_S,
+                )
+        return await local()
 
     async def states(self, channel_ids: Iterable[str]) -> dict[str, BreakerState]:
         ids = list(channel_ids)
         if not ids:
             return {}
+        return await self._shared_or_local(lambda: self._shared_states(ids), lambda: self._local.states(ids))
+
+    async def update(self, channel_id: str, transition: Callable[[BreakerState, float], T]) -> T:
+        return await self._shared_or_local(
+            lambda: self._shared_update(channel_id, transition), lambda: self._local.update(channel_id, transition)
+        )
+
+    async def remember(self, channel_id: str, ok: bool, latency_ms: int) -> None:
+        await self._shared_or_local(
+            lambda: self._shared_remember(channel_id, ok, latency_ms),
+            lambda: self._local.remember(channel_id, ok, latency_ms),
+        )
+
+    async def _shared_states(self, ids: list[str]) -> dict[str, BreakerState]:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.mget([self.prefix + cid for cid in ids])
             for cid in ids:
@@ -105,7 +148,7 @@ class RedisHealthStore:
             states[cid] = state
         return states
 
-    async def update(self, channel_id: str, transition: Callable[[BreakerState, float], T]) -> T:
+    async def _shared_update(self, channel_id: str, transition: Callable[[BreakerState, float], T]) -> T:
         key = self.prefix + channel_id
         for attempt in range(200):
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -122,7 +165,7 @@ class RedisHealthStore:
                     await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
         raise RuntimeError(f"channel health for {channel_id} is too contended to update")
 
-    async def remember(self, channel_id: str, ok: bool, latency_ms: int) -> None:
+    async def _shared_remember(self, channel_id: str, ok: bool, latency_ms: int) -> None:
         key = self.prefix + channel_id + ":recent"
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lpush(key, f"{int(ok)}:{latency_ms}")
