@@ -1,4 +1,5 @@
-"""Logging: one JSON object per line, carrying the request id, and no secrets.
+"""Logging: one JSON object per line, carrying the request id, and no secrets (every line passes
+through app/observability/redaction.py first).
 
 Some libraries log what they send at INFO or DEBUG: httpx logs each request URL (a channel using
 `?key=` auth would put its key there), the database drivers log statement parameters (channel
@@ -39,8 +40,13 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        # exc_text first: the redaction filter leaves the scrubbed traceback there.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return orjson.dumps(entry, default=str).decode()
 
 

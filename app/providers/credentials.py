@@ -4,6 +4,7 @@ minted from a service account (cached, refreshed before expiry, off the event lo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterable
@@ -146,6 +147,41 @@ def configured_secrets(channel: ChannelSpec) -> list[str | None]:
     from_env = os.environ.get(env_name) if isinstance(env_name, str) and env_name else None
     api_key = channel.auth.get("api_key")
     return [api_key if isinstance(api_key, str) else None, from_env]
+
+
+async def known_secrets(channels: Iterable[ChannelSpec]) -> set[str]:
+    """Every credential the channels hold, enabled or not, for log redaction: stored keys, keys
+    named by environment variable, and the private-key material of service-account files."""
+    found: set[str] = set()
+    key_files: set[str] = set()
+    for channel in channels:
+        found.update(secret for secret in configured_secrets(channel) if secret)
+        key_file = channel.auth.get("service_account_file")
+        if isinstance(key_file, str) and key_file:
+            key_files.add(key_file)
+    if key_files:  # file reads stay off the event loop
+        found.update(await asyncio.to_thread(_service_account_secrets, sorted(key_files)))
+    return found
+
+
+def _service_account_secrets(paths: list[str]) -> set[str]:
+    found: set[str] = set()
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as file:
+                info = json.load(file)
+        except (OSError, ValueError):
+            continue  # routing reports an unreadable file when the channel is used
+        if not isinstance(info, dict):
+            continue
+        key_id, private_key = info.get("private_key_id"), info.get("private_key")
+        if isinstance(key_id, str):
+            found.add(key_id)
+        if isinstance(private_key, str):
+            # Line by line: a traceback or a JSON dump shows the key with its newlines escaped.
+            lines = (line.strip() for line in private_key.splitlines())
+            found.update(line for line in lines if len(line) >= 16 and not line.startswith("-----"))
+    return found
 
 
 def scrub_secrets(text: str, channel: ChannelSpec) -> str:

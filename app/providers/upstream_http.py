@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,6 +17,9 @@ import orjson
 from app.providers.errors import UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
 
 MAX_RESPONSE_BYTES = 200 * 1024 * 1024  # four 2K PNGs in base64 are ~30 MB; far above that is a broken upstream
+# A longer wait is an outage, not a rate limit; routing and the breaker cap it further (120 s).
+MAX_RETRY_AFTER_S = 3600
+MAX_HTTP_DATE_CHARS = 64  # the longest valid form (RFC 850 with "Wednesday") is 38
 
 
 async def post_json(
@@ -117,13 +121,34 @@ def upstream_error_fields(raw: bytes | bytearray) -> tuple[str, str | None]:
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
+    """The upstream's Retry-After in seconds (RFC 9110: integer seconds or an HTTP-date), within
+    0..MAX_RETRY_AFTER_S; None when absent or unparseable. Never raises: the header is whatever
+    the upstream (or a relay, or an attacker in front of it) chose to send."""
+    value = headers.get("retry-after", "").strip()
     if not value:
         return None
+    if value.isascii() and value.isdigit():
+        # Cap the digits before int(): Python refuses to convert more than 4,300 of them.
+        if len(value) > len(str(MAX_RETRY_AFTER_S)):
+            return float(MAX_RETRY_AFTER_S)
+        return float(min(int(value), MAX_RETRY_AFTER_S))
+    at = http_date(value)
+    if at is None:
+        return None
+    return min(float(MAX_RETRY_AFTER_S), max(0.0, at.timestamp() - time.time()))
+
+
+def http_date(value: str) -> datetime | None:
+    """An HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms) as an aware datetime,
+    or None for anything else, out-of-range fields included."""
+    if len(value) > MAX_HTTP_DATE_CHARS:
+        return None
+    parts = email.utils.parsedate_tz(value)
+    if parts is None:
+        return None
+    year, month, day, hour, minute, second = parts[:6]
+    offset_s = parts[9] or 0  # asctime carries no zone: HTTP-dates are always GMT
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - timedelta(seconds=offset_s)
+    except (ValueError, OverflowError):
+        return None
