@@ -70,6 +70,7 @@ def image_answer(b64: str, mime_type: str = "image/png") -> dict[str, Any]:
     }
 
 
+DRAFT_PNG, FINAL_PNG = tiny_png_b64((90, 90, 90)), tiny_png_b64((10, 160, 220))
 THINKING_ANSWER: dict[str, Any] = {
     "candidates": [
         {
@@ -77,9 +78,9 @@ THINKING_ANSWER: dict[str, Any] = {
                 "role": "model",
                 "parts": [
                     {"text": "Composing a lighthouse at dusk…", "thought": True},
-                    {"inlineData": {"mimeType": "image/png", "data": "RFJBRlQ="}, "thought": True},
+                    {"inlineData": {"mimeType": "image/png", "data": DRAFT_PNG}, "thought": True},
                     {"text": "Here is your lighthouse."},
-                    {"inlineData": {"mimeType": "image/png", "data": "RklOQUw="}, "thoughtSignature": "c2ln"},
+                    {"inlineData": {"mimeType": "image/png", "data": FINAL_PNG}, "thoughtSignature": "c2ln"},
                 ],
             },
             "finishReason": "STOP",
@@ -218,7 +219,7 @@ def test_parameters_the_upstream_cannot_honour_are_reported(
 def test_the_final_image_is_passed_through_and_drafts_and_text_are_ignored() -> None:
     b64 = tiny_png_b64()
     assert parse_response(orjson.dumps(image_answer(b64))) == GeneratedImage(Base64Text.of(b64), "image/png")
-    assert parse_response(orjson.dumps(THINKING_ANSWER)) == GeneratedImage(Base64Text.of("RklOQUw="), "image/png")
+    assert parse_response(orjson.dumps(THINKING_ANSWER)) == GeneratedImage(Base64Text.of(FINAL_PNG), "image/png")
 
 
 @pytest.mark.parametrize(
@@ -248,7 +249,7 @@ def test_an_answer_without_image_or_block_is_retryable(body: Any, message: str) 
         parse_response(orjson.dumps(body))
 
 
-IMAGE = GeneratedImage(b64=Base64Text.of("QQ=="), mime_type="image/png")
+IMAGE = GeneratedImage(b64=Base64Text.of(tiny_png_b64()), mime_type="image/png")
 RETRYABLE = UpstreamRetryable("the upstream failed (503)", status=503)
 REJECTED = UpstreamRejected("the upstream rejected the request (400)", status=400)
 AMBIGUOUS = UpstreamAmbiguous("the upstream did not answer in time (ReadTimeout)")
@@ -293,7 +294,7 @@ async def test_api_key_travels_as_the_channel_style_says(
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return streamed(image_answer("QQ=="))
+        return streamed(image_answer(tiny_png_b64()))
 
     auth = {"api_key": API_KEY} | ({"style": style} if style else {})
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:

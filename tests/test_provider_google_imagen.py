@@ -4,6 +4,7 @@ through the gateway against a fake Gemini API, Vertex AI or relay."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -15,6 +16,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from PIL import Image
 
 from app.catalog.snapshot import ChannelSpec
 from app.generation.types import ImageRequest
@@ -37,6 +39,15 @@ STANDARD = "imagen-4.0-generate-001"
 FAST = "imagen-4.0-fast-generate-001"
 KEY = "AIza-test-key-0001"
 RED, GREEN, BLUE = tiny_png_b64((200, 30, 30)), tiny_png_b64((30, 200, 30)), tiny_png_b64((30, 30, 200))
+
+
+def jpeg_b64(colour: tuple[int, int, int]) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(out, format="JPEG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+RED_JPEG, GREEN_JPEG = jpeg_b64((200, 30, 30)), jpeg_b64((30, 200, 30))
 
 # Recorded shape of a Vertex answer with includeRaiReason and safety attributes: two images, one
 # filtered, and the prompt's own safety scores.
@@ -146,7 +157,7 @@ def test_predict_url_appends_model_path() -> None:
 
 
 def test_parse_passes_base64_through_and_collects_filter_reasons() -> None:
-    result = parse_predictions(orjson.dumps(VERTEX_ANSWER), requested=3, default_mime="image/png")
+    result = parse_predictions(orjson.dumps(VERTEX_ANSWER), requested=3)
     assert [image.b64.text() for image in result.images] == [RED, GREEN]
     assert result.filtered_reasons == ["56562880: the image was filtered for violence."]
 
@@ -154,22 +165,22 @@ def test_parse_passes_base64_through_and_collects_filter_reasons() -> None:
 def test_parse_keeps_the_upstream_text_byte_for_byte() -> None:
     # Some JSON encoders escape "/" (PHP's does): the token is passed on exactly as it came, and
     # still decodes to the same image.
-    raw = bytes(range(256))  # its base64 has slashes
+    raw = base64.b64decode(RED) + bytes(range(256))  # an image whose base64 has slashes
     text = base64.b64encode(raw).decode()
     escaped = text.replace("/", "\\/").encode()
     assert escaped.count(b"\\/") > 3
     body = b'{"predictions": [{"bytesBase64Encoded": "' + escaped + b'", "mimeType": "image/png"}]}'
-    (image,) = parse_predictions(body, requested=1, default_mime="image/png").images
+    (image,) = parse_predictions(body, requested=1).images
     assert image.b64.json == b'"' + escaped + b'"'
     assert image.b64.text() == text and image.b64.decode() == raw
 
 
 def test_parse_never_returns_more_images_than_requested() -> None:
     body = orjson.dumps({"predictions": [{"bytesBase64Encoded": b64} for b64 in (RED, GREEN, BLUE)]})
-    result = parse_predictions(body, requested=2, default_mime="image/jpeg")
+    result = parse_predictions(body, requested=2)
     assert [(image.b64.text(), image.mime_type) for image in result.images] == [
-        (RED, "image/jpeg"),
-        (GREEN, "image/jpeg"),
+        (RED, "image/png"),
+        (GREEN, "image/png"),
     ]
 
 
@@ -183,7 +194,7 @@ def test_parse_never_returns_more_images_than_requested() -> None:
 )
 def test_parse_nothing_delivered_is_content_filtered(body: dict[str, Any], reasons: list[str]) -> None:
     with pytest.raises(ContentFiltered) as caught:
-        parse_predictions(orjson.dumps(body), requested=1, default_mime="image/png")
+        parse_predictions(orjson.dumps(body), requested=1)
     assert caught.value.reasons == reasons
 
 
@@ -199,7 +210,7 @@ def test_parse_nothing_delivered_is_content_filtered(body: dict[str, Any], reaso
 )
 def test_parse_unexpected_shape_is_retryable(body: Any) -> None:
     with pytest.raises(UpstreamRetryable, match="answered 200"):
-        parse_predictions(orjson.dumps(body), requested=1, default_mime="image/png")
+        parse_predictions(orjson.dumps(body), requested=1)
 
 
 # --- through the gateway ---------------------------------------------------------------------------
@@ -243,8 +254,8 @@ async def assert_nothing_charged(gw: Harness, account_id: str, credits: str) -> 
 async def test_success_sends_imagen_body_and_bills_delivered_images(gw: Harness, upstream: FakeUpstream) -> None:
     await imagen_channel(gw, upstream)
     upstream.respond = lambda _r: answer(
-        image(RED, "image/jpeg"),
-        image(GREEN, "image/jpeg"),
+        image(RED_JPEG, "image/jpeg"),
+        image(GREEN_JPEG, "image/jpeg"),
         {"contentType": "Positive Prompt", "safetyAttributes": {"categories": [], "scores": []}},
     )
     account_id, key = await gw.account_with_key(credits=100)
@@ -261,7 +272,10 @@ async def test_success_sends_imagen_body_and_bills_delivered_images(gw: Harness,
 
     assert response.status_code == 200, response.text
     result = response.json()
-    assert [(d["b64_json"], d["mime_type"]) for d in result["data"]] == [(RED, "image/jpeg"), (GREEN, "image/jpeg")]
+    assert [(d["b64_json"], d["mime_type"]) for d in result["data"]] == [
+        (RED_JPEG, "image/jpeg"),
+        (GREEN_JPEG, "image/jpeg"),
+    ]
     assert result["filtered"] == []
     assert (result["billing"]["images"], result["billing"]["credits"], result["billing"]["balance"]) == (2, "16", "84")
     (sent,) = upstream.requests

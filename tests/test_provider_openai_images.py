@@ -18,20 +18,22 @@ from PIL import Image
 
 from app.catalog.snapshot import ChannelSpec
 from app.generation.types import Base64Text, GeneratedImage, ImageRequest
+from app.net.guarded_fetch import MAX_FETCH_BYTES, GuardedFetcher
 from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
+from app.providers.image_fetch import fetch_image
 from app.providers.openai_images import (
-    MAX_IMAGE_BYTES,
     ImageAtUrl,
     OpenAIImagesProvider,
     build_body,
     family_of,
-    fetch_image,
     moderation_block,
     parse_images,
     refused_parameters,
 )
+from app.settings import Settings
+from tests.fakes.dns import FakeResolver
 from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness
+from tests.harness import Harness, running_app
 from tests.images import decode_image
 
 GENERATIONS = "/v1/images/generations"
@@ -154,7 +156,7 @@ async def test_unsupported_judges_the_upstream_model_the_channel_would_call() ->
     wide_2k = ImageRequest(model="imagen-4.0-generate-001", prompt="p", image_size="2K", aspect_ratio="16:9")
 
     async with httpx.AsyncClient() as http:
-        provider = OpenAIImagesProvider(http)
+        provider = OpenAIImagesProvider(http, GuardedFetcher(http, []))
         assert provider.unsupported(wide_2k, channel, "gpt-image-2") == []
         assert provider.unsupported(wide_2k, channel, "gpt-image-1.5") == ["image_size"]
         assert provider.unsupported(ImageRequest(model="imagen4", prompt="p", seed=1), channel, "gpt-image-2") == [
@@ -164,13 +166,13 @@ async def test_unsupported_judges_the_upstream_model_the_channel_would_call() ->
 
 def test_base64_text_is_passed_through_untouched_and_typed_by_its_bytes() -> None:
     png, jpeg = tiny_png_b64(), jpeg_b64()
-    items = parse_images(orjson.dumps(openai_answer(png, jpeg, png)), n=2, default_mime="image/png")
+    items = parse_images(orjson.dumps(openai_answer(png, jpeg, png)), n=2)
     assert items == [  # at most n
         GeneratedImage(Base64Text.of(png), "image/png"),
         GeneratedImage(Base64Text.of(jpeg), "image/jpeg"),
     ]
     url_answer = orjson.dumps({"created": 1, "data": [{"url": "https://cdn.example/a.png"}]})
-    assert parse_images(url_answer, n=1, default_mime="x") == [ImageAtUrl("https://cdn.example/a.png", 0)]
+    assert parse_images(url_answer, n=1) == [ImageAtUrl("https://cdn.example/a.png", 0)]
 
 
 @pytest.mark.parametrize(
@@ -187,7 +189,7 @@ def test_base64_text_is_passed_through_untouched_and_typed_by_its_bytes() -> Non
 )
 def test_unexpected_200_shapes_are_retryable(answer: Any) -> None:
     with pytest.raises(UpstreamRetryable, match="upstream"):
-        parse_images(orjson.dumps(answer), n=1, default_mime="image/png")
+        parse_images(orjson.dumps(answer), n=1)
 
 
 def test_moderation_refusal_is_content_filtered_and_other_400s_are_not() -> None:
@@ -214,19 +216,24 @@ async def test_fetch_caps_a_streamed_body_and_accepts_only_images() -> None:
 
     def serve(request: httpx.Request) -> httpx.Response:
         assert "authorization" not in request.headers
+        # Sent to the address the guard checked, named by the host it was asked for.
+        assert (request.url.host, request.headers["host"]) == ("93.184.216.34", "files.example")
+        assert request.extensions["sni_hostname"] == "files.example"
         return replies[request.url.path]()
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+        dns = FakeResolver({"files.example": ["93.184.216.34"]})
+        fetcher = GuardedFetcher(http, [], dns, max_bytes=len(png) + 10)
 
         async def fetch(path: str) -> GeneratedImage:
-            item = ImageAtUrl(f"https://files.example{path}", 0)
-            return await fetch_image(http, item, timeout_s=5, max_bytes=len(png) + 10)
+            return await fetch_image(fetcher, f"https://files.example{path}", where="image 1", timeout_s=5)
 
         image = await fetch("/a.png")
         assert (image.mime_type, image.b64.decode()) == ("image/png", png)
         for path, problem in [("/big.png", "larger than"), ("/page", "not a PNG"), ("/moved", "HTTP 302")]:
-            with pytest.raises(UpstreamAmbiguous, match=problem):
+            with pytest.raises(UpstreamAmbiguous, match=problem) as caught:
                 await fetch(path)
+            assert "files.example" not in str(caught.value)  # the URL is never quoted
 
 
 class ChunkedBody(httpx.AsyncByteStream):
@@ -258,6 +265,13 @@ def _channel(models: dict[str, str]) -> ChannelSpec:
 
 
 # --- through the gateway ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def loopback_gw(settings: Settings) -> AsyncIterator[Harness]:
+    """A gateway whose operator allows 127.0.0.1, where the fake upstream serves its image URLs."""
+    async with running_app(settings.model_copy(update={"callback_allow_networks": "127.0.0.1/32"})) as gw:
+        yield gw
 
 
 async def _openai_channel(gw: Harness, upstream: FakeUpstream, **fields: Any) -> dict[str, Any]:
@@ -348,7 +362,8 @@ async def test_parameters_openai_cannot_honour_are_400_before_any_upstream_call(
     await _assert_nothing_charged(gw, account_id)
 
 
-async def test_url_answers_are_fetched_from_the_upstream(gw: Harness, upstream: FakeUpstream) -> None:
+async def test_url_answers_are_fetched_from_the_upstream(loopback_gw: Harness, upstream: FakeUpstream) -> None:
+    gw = loopback_gw
     png = base64.b64decode(tiny_png_b64((20, 200, 20)))
 
     def answer(received: Received) -> Reply:
@@ -369,8 +384,9 @@ async def test_url_answers_are_fetched_from_the_upstream(gw: Harness, upstream: 
     assert (await gw.account(account_id))["balance"] == "90"
 
 
-async def test_oversized_url_body_is_refused_without_failing_over(gw: Harness, upstream: FakeUpstream) -> None:
-    oversized = b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES)
+async def test_oversized_url_body_is_refused_without_failing_over(loopback_gw: Harness, upstream: FakeUpstream) -> None:
+    gw = loopback_gw
+    oversized = b"\x89PNG\r\n\x1a\n" + bytes(MAX_FETCH_BYTES)
 
     def answer(received: Received) -> Reply:
         if received.path == GENERATIONS:

@@ -18,13 +18,8 @@ from functools import cache
 import httpx
 import pytest
 
-from app.callbacks import (
-    CallbackRefused,
-    check_submission,
-    guarded_deliver,
-    parse_callback_url,
-    resolve_callback,
-)
+from app.callbacks import guarded_deliver
+from app.net.ssrf import URLRefused, check_without_dns, parse_guarded_url, resolve_guarded_url
 from app.settings import Settings
 from tests.fakes.dns import FakeResolver
 
@@ -196,14 +191,14 @@ async def test_refused_callbacks_never_open_a_connection(
 
 @pytest.mark.parametrize("template", REFUSED_WITHOUT_DNS)
 def test_submission_refuses_what_the_url_alone_gives_away(template: str) -> None:
-    with pytest.raises(CallbackRefused):
-        check_submission(template.format(port=8080), [])
+    with pytest.raises(URLRefused):
+        check_without_dns(template.format(port=8080), [])
 
 
 @pytest.mark.parametrize("template", REFUSED_AFTER_DNS)
 def test_submission_leaves_names_to_the_delivery_time_check(template: str) -> None:
     # No DNS at submission: the answer then proves nothing about the answer at delivery.
-    check_submission(template.format(port=8080), [])
+    check_without_dns(template.format(port=8080), [])
 
 
 async def test_a_name_that_does_not_resolve_fails_without_a_connection(
@@ -237,15 +232,15 @@ async def test_a_name_that_does_not_resolve_fails_without_a_connection(
     ],
 )
 def test_refusals_say_why(url: str, words: str) -> None:
-    with pytest.raises(CallbackRefused, match=words):
-        check_submission(url, [])
+    with pytest.raises(URLRefused, match=words):
+        check_without_dns(url, [])
 
 
 async def test_refusal_for_a_name_names_the_host_and_the_address() -> None:
-    url = parse_callback_url("http://metadata.google.internal/computeMetadata/v1/")
+    url = parse_guarded_url("http://metadata.google.internal/computeMetadata/v1/")
 
-    with pytest.raises(CallbackRefused) as refused:
-        await resolve_callback(url, [], FakeResolver(DNS))
+    with pytest.raises(URLRefused) as refused:
+        await resolve_guarded_url(url, [], FakeResolver(DNS))
 
     assert "'metadata.google.internal' resolves to 169.254.169.254" in str(refused.value)
     assert "the cloud metadata address" in str(refused.value)
@@ -267,19 +262,19 @@ async def test_refusal_for_a_name_names_the_host_and_the_address() -> None:
     ],
 )
 def test_ipv4_spellings_are_judged_as_the_address_they_reach(host: str, address: str) -> None:
-    parsed = parse_callback_url(f"http://{host}/hook")
+    parsed = parse_guarded_url(f"http://{host}/hook")
 
     assert parsed.ip == ipaddress.ip_address(address)
 
 
 def test_a_parsed_url_keeps_path_and_query_and_drops_the_fragment() -> None:
-    parsed = parse_callback_url("HTTPS://Hooks.Example.COM.:8443/a%20b/c?task=1&x=%2F#frag")
+    parsed = parse_guarded_url("HTTPS://Hooks.Example.COM.:8443/a%20b/c?task=1&x=%2F#frag")
 
     assert (parsed.scheme, parsed.host, parsed.port) == ("https", "hooks.example.com", 8443)
     assert parsed.target == "/a%20b/c?task=1&x=%2F"
     assert parsed.host_header == "hooks.example.com:8443"
-    assert parse_callback_url("http://[2001:db8::1]:80?x").host_header == "[2001:db8::1]"
-    assert parse_callback_url("http://[2001:db8::1]:80?x").target == "/?x"
+    assert parse_guarded_url("http://[2001:db8::1]:80?x").host_header == "[2001:db8::1]"
+    assert parse_guarded_url("http://[2001:db8::1]:80?x").target == "/?x"
 
 
 @pytest.mark.parametrize(
@@ -297,8 +292,8 @@ def test_a_parsed_url_keeps_path_and_query_and_drops_the_fragment() -> None:
 async def test_public_destinations_pass_and_are_resolved_once(url: str, connect_to: str) -> None:
     resolver = FakeResolver(DNS)
 
-    check_submission(url, [])
-    resolved = await resolve_callback(parse_callback_url(url), [], resolver)
+    check_without_dns(url, [])
+    resolved = await resolve_guarded_url(parse_guarded_url(url), [], resolver)
 
     assert resolved.ip == ipaddress.ip_address(connect_to)
     assert len(resolver.lookups) <= 1
@@ -312,7 +307,7 @@ async def test_allow_listed_loopback_is_reachable_and_nothing_else_opens(
     client, _ = http
 
     for spelling in ("127.0.0.1", "0x7f.1", "2130706433", "[::ffff:127.0.0.1]", "localhost"):
-        check_submission(f"http://{spelling}:{sentinel.port}/", allowed)
+        check_without_dns(f"http://{spelling}:{sentinel.port}/", allowed)
     # The sentinel closes without answering, so the attempt fails, but it did connect: the
     # allow-list opened loopback, and the sentinel is proven to see connections.
     outcome = await guarded_deliver(
@@ -322,5 +317,5 @@ async def test_allow_listed_loopback_is_reachable_and_nothing_else_opens(
     assert sentinel.connections == 1
 
     for still_refused in ("http://[::1]/", "http://10.0.0.1/", "http://169.254.169.254/", "http://[fe80::1]/"):
-        with pytest.raises(CallbackRefused):
-            check_submission(still_refused, allowed)
+        with pytest.raises(URLRefused):
+            check_without_dns(still_refused, allowed)

@@ -9,9 +9,18 @@ from app.errors import GatewayError, NotFound
 from app.files.blobs import BlobNotFound
 from app.files.models import StoredFile
 from app.keys.auth import authenticate, presented_key
+from app.providers.image_check import sniff_image_type
 from app.runtime import gateway_of
 
 router = APIRouter(tags=["files"])
+
+# Files are served from the gateway's own origin, so a browser must never treat one as anything
+# but the image it is: no type sniffing, no scripts, no plugins, a sandbox if opened directly.
+SAFETY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; sandbox",
+}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 class SignatureRejected(GatewayError):
@@ -28,7 +37,7 @@ class SignatureRejected(GatewayError):
         "permission); 403 when the signature is wrong or expired. Without them, the owning "
         "account's key works; another account's file is 404."
     ),
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, 403: {}, 404: {}},
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 403: {}, 404: {}},
     response_class=Response,
 )
 async def get_file(request: Request, file_id: str, expires: str | None = None, sig: str | None = None) -> Response:
@@ -50,8 +59,17 @@ async def get_file(request: Request, file_id: str, expires: str | None = None, s
         data = await gateway.files.blobs.get(row.blob_key)
     except BlobNotFound:
         raise NotFound(f"The file {file_id!r} has expired.") from None
+    # The type comes from the bytes, not the row: files stored before types were checked may
+    # hold anything, and those are only ever handed out as a download.
+    content_type = sniff_image_type(data[:12])
+    disposition = f'inline; filename="{file_id}.{EXTENSIONS[content_type]}"' if content_type else "attachment"
     return Response(
         data,
-        media_type=row.content_type,
-        headers={"cache-control": "private, max-age=3600", "content-length": str(len(data))},
+        media_type=content_type or "application/octet-stream",
+        headers={
+            "cache-control": "private, max-age=3600",
+            "content-length": str(len(data)),
+            "content-disposition": disposition,
+            **SAFETY_HEADERS,
+        },
     )

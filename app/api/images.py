@@ -15,9 +15,9 @@ from app.api.idempotent import Template, file_refs, with_idempotency
 from app.api.schemas import ERROR_RESPONSES, ImagesResponse
 from app.api.tasks import TaskObject, task_response
 from app.api.unified_wire import image_items, images_body, parse_images_request
-from app.callbacks.ssrf import CallbackRefused, check_submission
 from app.errors import InvalidValue
 from app.keys.auth import authenticate
+from app.net.ssrf import URLRefused, check_without_dns
 from app.runtime import gateway_of
 from app.tasks import service as tasks
 
@@ -40,8 +40,8 @@ async def create_images(request: Request) -> Response:
     queued = body.callback_url is not None or body.async_
     if body.callback_url is not None:
         try:
-            check_submission(body.callback_url, gateway.settings.callback_networks)
-        except CallbackRefused as refused:
+            check_without_dns(body.callback_url, gateway.settings.callback_networks)
+        except URLRefused as refused:
             raise InvalidValue(f"callback_url is refused: {refused}", param="callback_url") from None
 
     async def produce(keep_files: bool) -> tuple[Response, Template | None]:

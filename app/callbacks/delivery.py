@@ -18,21 +18,20 @@ from typing import Literal
 
 import httpx
 
-from app.callbacks.ssrf import (
-    DEFAULT_PORTS,
-    CallbackRefused,
-    CallbackUnresolvable,
+from app.net.pinned import pinned_request
+from app.net.ssrf import (
+    HostUnresolvable,
     Networks,
-    ResolvedCallback,
+    ResolvedURL,
     Resolver,
-    parse_callback_url,
-    resolve_callback,
+    URLRefused,
+    parse_guarded_url,
+    resolve_guarded_url,
 )
 
 USER_AGENT = "image-gateway-callbacks/1"
 # Enough of a receiver's error body to diagnose it; the rest is not ours to keep.
 REASON_BODY_CHARS = 200
-CONNECT_TIMEOUT_S = 10.0
 
 OutcomeKind = Literal["delivered", "refused", "dns", "timeout", "connect", "redirect", "http_status", "transport"]
 
@@ -52,7 +51,7 @@ class DeliveryOutcome:
 
 
 async def deliver(
-    http: httpx.AsyncClient, target: ResolvedCallback, body: bytes, headers: dict[str, str], timeout_s: float
+    http: httpx.AsyncClient, target: ResolvedURL, body: bytes, headers: dict[str, str], timeout_s: float
 ) -> DeliveryOutcome:
     """POST `body` to the checked address of `target`; any 2xx is delivered, anything else is not."""
     started = time.monotonic()
@@ -101,12 +100,12 @@ async def guarded_deliver(
     """
     started = time.monotonic()
     try:
-        parsed = parse_callback_url(url)
+        parsed = parse_guarded_url(url)
         async with asyncio.timeout(timeout_s):
-            target = await resolve_callback(parsed, allow_networks, resolver)
-    except CallbackUnresolvable as exc:
+            target = await resolve_guarded_url(parsed, allow_networks, resolver)
+    except HostUnresolvable as exc:
         return _outcome(started, "dns", str(exc))
-    except CallbackRefused as exc:
+    except URLRefused as exc:
         return _outcome(started, "refused", str(exc))
     except TimeoutError:
         return _outcome(started, "dns", f"resolving the callback host took longer than {timeout_s:g} s")
@@ -115,27 +114,10 @@ async def guarded_deliver(
     return DeliveryOutcome(outcome.kind, outcome.reason, outcome.status_code, _elapsed_ms(started))
 
 
-def _build_request(target: ResolvedCallback, body: bytes, headers: dict[str, str], timeout_s: float) -> httpx.Request:
-    url = target.url
-    address = httpx.URL(
-        scheme=url.scheme,
-        host=str(target.ip),
-        port=None if url.port == DEFAULT_PORTS[url.scheme] else url.port,
-        raw_path=url.target.encode("ascii"),
-    )
+def _build_request(target: ResolvedURL, body: bytes, headers: dict[str, str], timeout_s: float) -> httpx.Request:
     merged = {"content-type": "application/json", "user-agent": USER_AGENT}
     merged.update({name.lower(): value for name, value in headers.items()})
-    merged["host"] = url.host_header
-    # A pooled connection is keyed by IP and port only: reusing one opened (and certificate-checked)
-    # for another host name on the same address would skip the check for this name.
-    merged["connection"] = "close"
-    timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
-    extensions: dict[str, object] = {"timeout": timeout.as_dict()}
-    if url.scheme == "https" and url.ip is None:
-        extensions["sni_hostname"] = url.host
-    # Built directly rather than with http.build_request, so the client's default headers and
-    # cookies (meant for upstreams) never reach a caller-chosen receiver.
-    return httpx.Request("POST", address, headers=merged, content=body, extensions=extensions)
+    return pinned_request("POST", target, merged, timeout_s, content=body)
 
 
 async def _read_prefix(response: httpx.Response) -> bytes:

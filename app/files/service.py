@@ -14,6 +14,7 @@ from app.files.blobs import BlobStore
 from app.files.models import InstanceSecret, StoredFile
 from app.files.signing import UrlSigner
 from app.generation.types import GeneratedImage
+from app.providers.image_check import sniff_image_type
 
 SIGNING_SECRET = "file_url_signing_key"  # noqa: S105 - the name of the secret, not the secret
 
@@ -30,7 +31,8 @@ class FileStore:
 
     async def write(self, images: Sequence[GeneratedImage], account_id: str, request_id: str) -> list[StoredFile]:
         """Write the blobs and return their rows, not yet added to any session: the caller adds
-        them in the same transaction that charges for them."""
+        them in the same transaction that charges for them. The stored type is read from the bytes:
+        the file is served from the gateway's origin under it, so no label is trusted."""
         now = utcnow()
         rows = []
         for image in images:
@@ -38,15 +40,18 @@ class FileStore:
                 data = image.b64.decode()
             except ValueError:
                 raise ValueError("an upstream image is not valid base64") from None
+            content_type = sniff_image_type(data[:12])
+            if content_type is None:
+                raise ValueError("an upstream image is not a PNG, JPEG or WebP image")
             file_id = new_file_id()
-            await self.blobs.put(file_id, data, image.mime_type)
+            await self.blobs.put(file_id, data, content_type)
             rows.append(
                 StoredFile(
                     id=file_id,
                     account_id=account_id,
                     request_id=request_id,
                     blob_key=file_id,
-                    content_type=image.mime_type,
+                    content_type=content_type,
                     size=len(data),
                     created_at=now,
                     expires_at=now + self.retention,

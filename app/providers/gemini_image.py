@@ -12,8 +12,9 @@ Gemini API `PromptFeedback.BlockReason` reference:
 - `generationConfig.seed` (int32) is accepted by the Gemini API and by Vertex.
 - `imageConfig.personGeneration` (ALLOW_ALL, ALLOW_ADULT, ALLOW_NONE) and
   `imageConfig.imageOutputOptions.mimeType` exist on Vertex only; the SDK refuses both in Gemini API
-  mode. On a Gemini API channel the upstream picks the image format and the part's own `mimeType`
-  is passed on, so an explicit `output_format: jpeg` cannot be honoured there.
+  mode. On a Gemini API channel the upstream picks the image format, so an explicit
+  `output_format: jpeg` cannot be honoured there. The format delivered is read from the image's
+  bytes, never from the part's `mimeType` (app/providers/image_check.py).
 - A response carries images in `candidates[].content.parts[].inlineData{mimeType, data}`; parts
   flagged `thought: true` are interim drafts of a thinking model, not deliverables. A refused
   prompt has `promptFeedback.blockReason` and no candidates; withheld output is a candidate whose
@@ -41,6 +42,7 @@ from app.providers.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
+from app.providers.image_check import checked_image
 from app.providers.upstream_http import post_json
 
 # Finish reasons that mean the upstream withheld the output on purpose: retrying elsewhere would
@@ -175,9 +177,7 @@ def call_seed(seed: int, index: int) -> int:
 
 
 class _InlineData(msgspec.Struct):
-    data: Raw = ABSENT
-    mimeType: Any = None
-    mime_type: Any = None  # relays that re-serialise the proto may keep snake_case
+    data: Raw = ABSENT  # its `mimeType` is not read: the type comes from the bytes
 
 
 class _Part(msgspec.Struct):
@@ -236,9 +236,10 @@ def _first_image(content: _Content | None) -> GeneratedImage | None:
         if blob is None:
             continue
         data = base64_text(blob.data)
-        mime_type = blob.mimeType if blob.mimeType is not None else blob.mime_type
-        if data is not None and isinstance(mime_type, str) and mime_type.startswith("image/"):
-            return GeneratedImage(b64=data, mime_type=mime_type)
+        if data is not None:
+            # An image model's inline data is its image: anything else (a page, a script, text
+            # labelled as an image or not) is an upstream fault, never delivered.
+            return checked_image(data, "the inlineData of the upstream's answer")
     return None
 
 

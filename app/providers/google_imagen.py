@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from app.catalog.snapshot import ChannelSpec
-from app.generation.types import MIME_TYPES, ImageRequest, ImageResult
+from app.generation.types import ImageRequest, ImageResult
 from app.providers.credentials import GoogleTokenSource, google_auth, redact_error
 from app.providers.errors import UpstreamError, UpstreamRejected
 from app.providers.imagen_wire import (
@@ -61,4 +61,4 @@ class GoogleImagenProvider:
             )
         except UpstreamError as exc:
             raise redact_error(exc, secrets) from None
-        return parse_predictions(body, requested=request.n, default_mime=MIME_TYPES[request.output_format])
+        return parse_predictions(body, requested=request.n)

@@ -14,6 +14,9 @@ Field names as Google documents them (checked 2026-11):
 - Response: `predictions[]` of `{bytesBase64Encoded, mimeType}`; a filtered image is missing or,
   with `includeRaiReason`, an item holding only `raiFilteredReason`; prompt safety metadata comes as
   an item with `contentType: "Positive Prompt"`; every image filtered is HTTP 200 with `{}`.
+
+The upstream's `mimeType` is never believed: each image is checked and typed from its bytes
+(app/providers/image_check.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from app.catalog.snapshot import ChannelSpec
 from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
 from app.providers.answer_json import Raw, base64_text, decode_answer, is_absent, value
 from app.providers.errors import ContentFiltered, UpstreamRetryable
+from app.providers.image_check import checked_image
 
 # Vertex URLs name the publisher (`…/publishers/google`, regional or express mode); the Gemini API
 # and relays do not. Only Vertex accepts the full parameter set.
@@ -94,17 +98,18 @@ class _Answer(msgspec.Struct):
     predictions: list[dict[str, Raw]] | None = None
 
 
-def parse_predictions(body: bytes | bytearray, *, requested: int, default_mime: str) -> ImageResult:
+def parse_predictions(body: bytes | bytearray, *, requested: int) -> ImageResult:
     """Delivered images (base64 text passed through untouched) and the reasons for filtered ones.
 
     Raises `ContentFiltered` when nothing was delivered and `UpstreamRetryable` for a 200 answer
-    that is not Imagen's shape (`{}`, Google's answer when every image was filtered, is no image).
+    that is not Imagen's shape or holds something that is not an image (`{}`, Google's answer when
+    every image was filtered, is no image).
     """
     predictions = decode_answer(body, _Answer, "an Imagen :predict response").predictions or []
     images: list[GeneratedImage] = []
     reasons: list[str] = []
     for index, item in enumerate(predictions):
-        image = _image(item, index, default_mime)
+        image = _image(item, index)
         if image is not None:
             images.append(image)
         elif isinstance(reason := value(item.get("raiFilteredReason")), str):
@@ -115,7 +120,7 @@ def parse_predictions(body: bytes | bytearray, *, requested: int, default_mime: 
     return ImageResult(images=images[:requested], filtered_reasons=reasons)
 
 
-def _image(item: dict[str, Raw], index: int, default_mime: str) -> GeneratedImage | None:
+def _image(item: dict[str, Raw], index: int) -> GeneratedImage | None:
     """The image in one prediction, or None for a filter reason or safety metadata."""
     encoded = item.get("bytesBase64Encoded")
     if is_absent(encoded):
@@ -131,8 +136,7 @@ def _image(item: dict[str, Raw], index: int, default_mime: str) -> GeneratedImag
             f"the upstream answered 200 but prediction {index} has an empty or non-text bytesBase64Encoded",
             status=200,
         )
-    mime = value(item.get("mimeType"))
-    return GeneratedImage(b64=text, mime_type=mime if isinstance(mime, str) and mime else default_mime)
+    return checked_image(text, f"prediction {index}'s bytesBase64Encoded")
 
 
 def _is_metadata(item: dict[str, Raw]) -> bool:

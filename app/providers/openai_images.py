@@ -14,43 +14,37 @@ What an upstream model accepts depends on its family, told apart by the upstream
 
 GPT Image models always answer base64 and reject `response_format`; DALL·E answers URLs unless
 asked, so only DALL·E is sent `response_format: "b64_json"`. Base64 text is passed through
-untouched. An item that still carries a `url` is fetched without credentials or redirects, capped
-in size, and must be an image.
+untouched once checked to be an image (app/providers/image_check.py). An item that still carries
+a `url` is fetched by the guarded fetcher (app/providers/image_fetch.py): SSRF rules, no
+credentials, no redirects, capped in size, and it must be an image.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
 from app.catalog.snapshot import ChannelSpec
-from app.generation.types import DIMENSIONS, MIME_TYPES, Base64Text, GeneratedImage, ImageRequest, ImageResult
+from app.generation.types import DIMENSIONS, GeneratedImage, ImageRequest, ImageResult
+from app.net.guarded_fetch import GuardedFetcher
 from app.providers.answer_json import Raw, base64_text, decode_answer, value
 from app.providers.credentials import channel_api_key, key_auth, redact_error
-from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamError, UpstreamRejected, UpstreamRetryable
+from app.providers.errors import ContentFiltered, UpstreamError, UpstreamRejected, UpstreamRetryable
+from app.providers.image_check import checked_image
+from app.providers.image_fetch import fetch_image
 from app.providers.upstream_http import post_json
 
-MAX_IMAGE_BYTES = 50 * 1024 * 1024  # a 4K PNG is ~25 MB; anything larger is not an image we asked for
 UNSUPPORTED_FIELDS = ("seed", "negative_prompt", "person_generation")  # OpenAI's API has no such fields
 BACKGROUNDS = frozenset({"auto", "transparent", "opaque"})
 # OpenAI's codes for a moderation refusal: `moderation_blocked` (GPT Image) and
 # `content_policy_violation` (DALL·E, Azure). Relays that drop the code keep OpenAI's wording.
 MODERATION_CODES = frozenset({"moderation_blocked", "content_policy_violation"})
 MODERATION_PHRASES = ("safety system", "content filter")
-IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 
 Size = tuple[str, str]  # (image size, aspect ratio), the canonical request's keys into DIMENSIONS
 
@@ -158,79 +152,22 @@ class _Answer(msgspec.Struct):
     data: list[dict[str, Raw]] | None = None
 
 
-def parse_images(answer: bytes | bytearray, *, n: int, default_mime: str) -> list[GeneratedImage | ImageAtUrl]:
+def parse_images(answer: bytes | bytearray, *, n: int) -> list[GeneratedImage | ImageAtUrl]:
     """`{"created", "data": [{"b64_json"} | {"url"}]}` into images (at most `n`: no more was held)."""
     data = decode_answer(answer, _Answer, "an OpenAI images response").data
     if not data:
         raise UpstreamRetryable("the upstream answered 200 without images (no data[] in the OpenAI format)", status=200)
-    return [_parse_item(item, index, default_mime) for index, item in enumerate(data[:n])]
+    return [_parse_item(item, index) for index, item in enumerate(data[:n])]
 
 
-def _parse_item(item: dict[str, Raw], index: int, default_mime: str) -> GeneratedImage | ImageAtUrl:
+def _parse_item(item: dict[str, Raw], index: int) -> GeneratedImage | ImageAtUrl:
     b64 = base64_text(item.get("b64_json"))
     if b64 is not None:
-        try:
-            head = base64.b64decode(b64.head(16), validate=True)  # the signature only: never the whole image
-        except binascii.Error:
-            raise UpstreamRetryable(
-                f"data[{index}].b64_json of the upstream's answer is not base64", status=200
-            ) from None
-        return GeneratedImage(b64=b64, mime_type=sniff_mime(head) or default_mime)
+        return checked_image(b64, f"data[{index}].b64_json")
     url = value(item.get("url"))
     if isinstance(url, str) and url:
         return ImageAtUrl(url, index)
     raise UpstreamRetryable(f"data[{index}] of the upstream's answer holds neither b64_json nor url", status=200)
-
-
-def sniff_mime(head: bytes) -> str | None:
-    """The image type from its first bytes: what was delivered, whatever was asked for."""
-    for signature, mime in IMAGE_SIGNATURES:
-        if head.startswith(signature):
-            return mime
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-async def fetch_image(http: httpx.AsyncClient, item: ImageAtUrl, *, timeout_s: float, max_bytes: int) -> GeneratedImage:
-    """Download an image the upstream has already generated, and billed us for.
-
-    A failure here is UpstreamAmbiguous, not retryable: another channel would be paid a second
-    time for the same images, so routing must not fail over blindly. The URL is never quoted in
-    errors (it is often pre-signed) and the channel's credentials are never sent to it. Only
-    image bytes are accepted, so a hostile upstream cannot make the gateway relay other content
-    from wherever its URL points.
-    """
-    where = f"image {item.index + 1} from the URL the upstream returned"
-    if urlsplit(item.url).scheme not in ("http", "https"):
-        raise UpstreamAmbiguous(f"cannot fetch {where}: not an http(s) URL")
-    timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
-    try:
-        async with http.stream("GET", item.url, timeout=timeout, follow_redirects=False) as response:
-            if response.status_code != 200:
-                raise UpstreamAmbiguous(f"fetching {where} failed (HTTP {response.status_code})")
-            content = await _read_image(response, max_bytes, where)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise UpstreamAmbiguous(f"fetching {where} failed ({type(exc).__name__})") from None
-    mime = sniff_mime(content[:12])
-    if mime is None:
-        raise UpstreamAmbiguous(f"{where} is not a PNG, JPEG, WebP or GIF image")
-    return GeneratedImage(b64=Base64Text.of(base64.b64encode(content).decode("ascii")), mime_type=mime)
-
-
-async def _read_image(response: httpx.Response, max_bytes: int, where: str) -> bytes:
-    declared = response.headers.get("content-length", "")
-    too_large = UpstreamAmbiguous(f"{where} is larger than {max_bytes} bytes")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():  # decoded bytes: the cap also stops compression bombs
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def moderation_block(exc: UpstreamRejected) -> ContentFiltered | None:
@@ -248,9 +185,11 @@ def moderation_block(exc: UpstreamRejected) -> ContentFiltered | None:
 class OpenAIImagesProvider:
     name = "openai-images"
 
-    def __init__(self, http: httpx.AsyncClient, *, max_image_bytes: int = MAX_IMAGE_BYTES) -> None:
+    def __init__(self, http: httpx.AsyncClient, fetcher: GuardedFetcher) -> None:
         self.http = http
-        self.max_image_bytes = max_image_bytes
+        # Image URLs go through the guarded fetcher, never through `http`: that client is for the
+        # channel's own API and may carry proxies and defaults meant for it.
+        self.fetcher = fetcher
 
     def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
         return refused_parameters(request, family_of(upstream_model))
@@ -279,7 +218,7 @@ class OpenAIImagesProvider:
             if blocked is not None:
                 raise blocked from None
             raise
-        items = parse_images(answer, n=request.n, default_mime=MIME_TYPES[request.output_format])
+        items = parse_images(answer, n=request.n)
         return ImageResult(images=await self._deliver(items, channel.timeout_s))
 
     async def _deliver(self, items: list[GeneratedImage | ImageAtUrl], timeout_s: float) -> list[GeneratedImage]:
@@ -296,4 +235,5 @@ class OpenAIImagesProvider:
     async def _materialise(self, item: GeneratedImage | ImageAtUrl, timeout_s: float) -> GeneratedImage:
         if isinstance(item, GeneratedImage):
             return item
-        return await fetch_image(self.http, item, timeout_s=timeout_s, max_bytes=self.max_image_bytes)
+        where = f"image {item.index + 1} from the URL the upstream returned"
+        return await fetch_image(self.fetcher, item.url, where=where, timeout_s=timeout_s)

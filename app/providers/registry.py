@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from app.net.guarded_fetch import GuardedFetcher
 from app.providers.base import ImageProvider
 from app.providers.credentials import GoogleTokenSource
 from app.providers.gemini_image import GeminiImageProvider
@@ -21,6 +22,8 @@ class ProviderDeps:
 
     http: httpx.AsyncClient
     google_tokens: GoogleTokenSource
+    # For every URL an upstream hands over (images as URLs): SSRF-guarded, no credentials.
+    fetcher: GuardedFetcher
 
 
 ProviderFactory = Callable[[ProviderDeps], ImageProvider]
@@ -29,12 +32,12 @@ FACTORIES: Mapping[str, ProviderFactory] = {
     "local": lambda _deps: LocalProvider(),
     "google-imagen": lambda deps: GoogleImagenProvider(deps.http, deps.google_tokens),
     "gemini-image": lambda deps: GeminiImageProvider(deps.http, deps.google_tokens),
-    "openai-images": lambda deps: OpenAIImagesProvider(deps.http),
+    "openai-images": lambda deps: OpenAIImagesProvider(deps.http, deps.fetcher),
 }
 
 PROVIDER_NAMES = tuple(FACTORIES)
 
 
-def build_providers(http: httpx.AsyncClient) -> dict[str, ImageProvider]:
-    deps = ProviderDeps(http=http, google_tokens=GoogleTokenSource())
+def build_providers(http: httpx.AsyncClient, fetcher: GuardedFetcher) -> dict[str, ImageProvider]:
+    deps = ProviderDeps(http=http, google_tokens=GoogleTokenSource(), fetcher=fetcher)
     return {name: factory(deps) for name, factory in FACTORIES.items()}

@@ -220,7 +220,9 @@ class ChannelRouter:
                 return None
             raise RoutingFailed(
                 UpstreamTimedOut(
-                    "The upstream did not answer in time; nothing was charged.", headers={"x-should-retry": "false"}
+                    f"The upstream's outcome is unknown ({scrub_secrets(error.message, channel)[:300]}); "
+                    "nothing was charged.",
+                    headers={"x-should-retry": "false"},
                 ),
                 run.attempts,
             ) from exc

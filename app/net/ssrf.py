@@ -1,14 +1,15 @@
-"""The SSRF guard for callback URLs: parse strictly, resolve once, refuse anything not public.
+"""The SSRF guard for URLs the gateway did not choose: parse strictly, resolve once, refuse
+anything not public.
 
-A callback URL comes from a caller, so it must never reach the gateway's own network: loopback,
-private ranges, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast and
-their IPv6 equivalents, including IPv4 addresses smuggled inside IPv6 forms. Operators open
-specific ranges with `GATEWAY_CALLBACK_ALLOW_NETWORKS`.
+Callback URLs come from callers and image URLs from upstreams; neither may reach the gateway's own
+network: loopback, private ranges, link-local (cloud metadata at 169.254.169.254), carrier-grade
+NAT, multicast and their IPv6 equivalents, including IPv4 addresses smuggled inside IPv6 forms.
+Operators open specific ranges with `GATEWAY_CALLBACK_ALLOW_NETWORKS` (for both uses).
 
 The guard judges the address a connection will really reach: IPv4 literals are read the way
 browsers and `inet_aton` read them (`0x7f.1` is 127.0.0.1), the host is resolved exactly once,
-and delivery connects to the address that was checked, so a DNS answer that changes between the
-check and the connection (DNS rebinding) cannot redirect it.
+and the connection goes to the address that was checked (app/net/pinned.py), so a DNS answer
+that changes between the check and the connection (DNS rebinding) cannot redirect it.
 """
 
 from __future__ import annotations
@@ -34,17 +35,17 @@ _HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?$")
 _FORBIDDEN_CHARACTER = re.compile(r"[\x00-\x20\x7f\\]")
 
 
-class CallbackRefused(Exception):
-    """The callback URL may not be used; the message says why, in words a caller can act on."""
+class URLRefused(Exception):
+    """The URL may not be used; the message says why, in words a caller can act on."""
 
 
-class CallbackUnresolvable(CallbackRefused):
-    """The callback host has no address right now (DNS failure); unlike a refusal, this may pass later."""
+class HostUnresolvable(URLRefused):
+    """The host has no address right now (DNS failure); unlike a refusal, this may pass later."""
 
 
 @dataclass(frozen=True)
-class CallbackURL:
-    """A syntactically valid http(s) callback URL, split into the parts a connection needs."""
+class GuardedURL:
+    """A syntactically valid http(s) URL, split into the parts a connection needs."""
 
     scheme: str
     # Lower-case host name without a trailing dot, or the normalised IP literal (no brackets).
@@ -62,10 +63,10 @@ class CallbackURL:
 
 
 @dataclass(frozen=True)
-class ResolvedCallback:
-    """A callback URL together with the checked address that delivery must connect to."""
+class ResolvedURL:
+    """A URL together with the checked address that a connection must go to."""
 
-    url: CallbackURL
+    url: GuardedURL
     ip: IPAddress
     # Every address the host resolved to; all of them passed the check.
     addresses: tuple[IPAddress, ...]
@@ -83,61 +84,61 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def parse_callback_url(url: str) -> CallbackURL:
-    """Check a callback URL's syntax without any DNS; raises `CallbackRefused` naming the problem."""
+def parse_guarded_url(url: str) -> GuardedURL:
+    """Check a URL's syntax without any DNS; raises `URLRefused` naming the problem."""
     if len(url) > MAX_URL_LENGTH:
-        raise CallbackRefused(f"callback_url is longer than {MAX_URL_LENGTH} characters")
+        raise URLRefused(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if not url.isascii():
-        raise CallbackRefused("callback_url must be ASCII; percent-encode other characters and use xn-- host names")
+        raise URLRefused("the URL must be ASCII; percent-encode other characters and use xn-- host names")
     if _FORBIDDEN_CHARACTER.search(url):
-        raise CallbackRefused("callback_url must not contain spaces, control characters or backslashes")
+        raise URLRefused("the URL must not contain spaces, control characters or backslashes")
     scheme_match = _SCHEME.match(url)
     if scheme_match is None:
-        raise CallbackRefused("callback_url must be an absolute http:// or https:// URL")
+        raise URLRefused("the URL must be an absolute http:// or https:// URL")
     scheme = scheme_match.group(1).lower()
     if scheme not in DEFAULT_PORTS:
-        raise CallbackRefused(f"callback_url must use http or https, not {scheme!r}")
+        raise URLRefused(f"the URL must use http or https, not {scheme!r}")
     rest = url[scheme_match.end() :]
     if not rest.startswith("//"):
-        raise CallbackRefused("callback_url must be an absolute http:// or https:// URL")
+        raise URLRefused("the URL must be an absolute http:// or https:// URL")
     rest = rest[2:]
     authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, target = rest[:authority_end], rest[authority_end:].split("#", 1)[0]
     if "@" in authority:
-        raise CallbackRefused("callback_url must not contain user credentials (user:pass@)")
+        raise URLRefused("the URL must not contain user credentials (user:pass@)")
     raw_host, port = _split_host_port(authority, DEFAULT_PORTS[scheme])
     host, ip = _parse_host(raw_host)
     if not target.startswith("/"):
         target = "/" + target
-    return CallbackURL(scheme=scheme, host=host, port=port, target=target, ip=ip)
+    return GuardedURL(scheme=scheme, host=host, port=port, target=target, ip=ip)
 
 
-def check_submission(url: str, allow_networks: Networks) -> None:
-    """The checks possible when a task is submitted (no DNS): syntax, and the address if it is literal."""
-    parsed = parse_callback_url(url)
+def check_without_dns(url: str, allow_networks: Networks) -> None:
+    """The checks possible without DNS (a task's submission): syntax, and the address if it is literal."""
+    parsed = parse_guarded_url(url)
     for address in _addresses_without_dns(parsed):
         check_address(address, allow_networks, host=parsed.host)
 
 
-async def resolve_callback(
-    url: CallbackURL, allow_networks: Networks, resolver: Resolver | None = None
-) -> ResolvedCallback:
-    """Resolve the host once and check every address; the first one is where delivery connects."""
+async def resolve_guarded_url(
+    url: GuardedURL, allow_networks: Networks, resolver: Resolver | None = None
+) -> ResolvedURL:
+    """Resolve the host once and check every address; the first one is where the connection goes."""
     addresses = _addresses_without_dns(url)
     if not addresses:
         try:
             answers = await (resolver or system_resolver)(url.host, url.port)
         except (OSError, UnicodeError) as exc:
-            raise CallbackUnresolvable(f"callback host {url.host!r} could not be resolved ({exc})") from None
+            raise HostUnresolvable(f"host {url.host!r} could not be resolved ({exc})") from None
         addresses = [_parse_answer(url.host, answer) for answer in answers]
         if not addresses:
-            raise CallbackUnresolvable(f"callback host {url.host!r} has no addresses")
+            raise HostUnresolvable(f"host {url.host!r} has no addresses")
     checked = tuple(check_address(address, allow_networks, host=url.host) for address in addresses)
-    return ResolvedCallback(url=url, ip=checked[0], addresses=checked)
+    return ResolvedURL(url=url, ip=checked[0], addresses=checked)
 
 
 def check_address(address: IPAddress, allow_networks: Networks, *, host: str = "") -> IPAddress:
-    """Return the address to connect to, or raise `CallbackRefused` when it is not public.
+    """Return the address to connect to, or raise `URLRefused` when it is not public.
 
     An IPv4-mapped IPv6 address (::ffff:a.b.c.d) reaches the IPv4 address, so it is judged, and
     connected to, as that IPv4 address.
@@ -148,9 +149,9 @@ def check_address(address: IPAddress, allow_networks: Networks, *, host: str = "
     reason = non_public_reason(effective)
     if reason is None:
         return effective
-    subject = f"callback host {host!r} resolves to {address}" if host and host != str(address) else str(address)
-    raise CallbackRefused(
-        f"{subject}, which is {reason}; callbacks only go to public addresses "
+    subject = f"host {host!r} resolves to {address}" if host and host != str(address) else str(address)
+    raise URLRefused(
+        f"{subject}, which is {reason}; the gateway only connects to public addresses "
         "unless the operator allows the network in GATEWAY_CALLBACK_ALLOW_NETWORKS"
     )
 
@@ -240,7 +241,7 @@ def _unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
-def _addresses_without_dns(url: CallbackURL) -> list[IPAddress]:
+def _addresses_without_dns(url: GuardedURL) -> list[IPAddress]:
     if url.ip is not None:
         return [url.ip]
     # RFC 6761: localhost names are always loopback, whatever a resolver says.
@@ -253,41 +254,41 @@ def _parse_answer(host: str, answer: str) -> IPAddress:
     try:
         return ipaddress.ip_address(answer)
     except ValueError:
-        raise CallbackUnresolvable(f"callback host {host!r} resolved to something that is not an address") from None
+        raise HostUnresolvable(f"host {host!r} resolved to something that is not an address") from None
 
 
 def _split_host_port(authority: str, default_port: int) -> tuple[str, int]:
     if authority.startswith("["):
         close = authority.find("]")
         if close < 0:
-            raise CallbackRefused("callback_url has an unterminated IPv6 address")
+            raise URLRefused("the URL has an unterminated IPv6 address")
         host, after = authority[: close + 1], authority[close + 1 :]
         if after and not after.startswith(":"):
-            raise CallbackRefused("callback_url has text after its IPv6 address")
+            raise URLRefused("the URL has text after its IPv6 address")
         port_text = after[1:] if after else None
     elif authority.count(":") > 1:
-        raise CallbackRefused("callback_url has an invalid host (IPv6 addresses need [brackets])")
+        raise URLRefused("the URL has an invalid host (IPv6 addresses need [brackets])")
     else:
         host, _, port_text_or_empty = authority.partition(":")
         port_text = port_text_or_empty if ":" in authority else None
     if port_text is None:
         return host, default_port
     if not (port_text.isdigit() and len(port_text) <= 5 and 1 <= int(port_text) <= 65535):
-        raise CallbackRefused("callback_url port must be a number from 1 to 65535")
+        raise URLRefused("the URL's port must be a number from 1 to 65535")
     return host, int(port_text)
 
 
 def _parse_host(raw: str) -> tuple[str, IPAddress | None]:
     if not raw:
-        raise CallbackRefused("callback_url needs a host")
+        raise URLRefused("the URL needs a host")
     if raw.startswith("["):
         inner = raw[1:-1]
         if "%" in inner:
-            raise CallbackRefused("callback_url must not use an IPv6 zone identifier")
+            raise URLRefused("the URL must not use an IPv6 zone identifier")
         try:
             ipv6 = ipaddress.IPv6Address(inner)
         except ValueError:
-            raise CallbackRefused("callback_url has an invalid IPv6 address") from None
+            raise URLRefused("the URL has an invalid IPv6 address") from None
         return str(ipv6), ipv6
     host = raw.lower()
     labels = host.split(".")
@@ -297,7 +298,7 @@ def _parse_host(raw: str) -> tuple[str, IPAddress | None]:
         ipv4 = _parse_ipv4_number(labels)
         return str(ipv4), ipv4
     if len(".".join(labels)) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise CallbackRefused("callback_url has an invalid host name")
+        raise URLRefused("the URL has an invalid host name")
     return ".".join(labels), None
 
 
@@ -309,7 +310,7 @@ def _looks_like_ipv4(last_label: str) -> bool:
 def _parse_ipv4_number(labels: list[str]) -> ipaddress.IPv4Address:
     """Read an IPv4 address the way inet_aton and browsers do: 1–4 parts, each decimal, 0x-hex or 0-octal,
     the last part filling the remaining bytes (so 127.1, 2130706433 and 0x7f.0.0.1 are all 127.0.0.1)."""
-    invalid = CallbackRefused(f"callback_url host {'.'.join(labels)!r} is not a valid IPv4 address")
+    invalid = URLRefused(f"the URL's host {'.'.join(labels)!r} is not a valid IPv4 address")
     if len(labels) > 4:
         raise invalid
     numbers = [_parse_ipv4_part(label, invalid) for label in labels]
@@ -322,7 +323,7 @@ def _parse_ipv4_number(labels: list[str]) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(value)
 
 
-def _parse_ipv4_part(label: str, invalid: CallbackRefused) -> int:
+def _parse_ipv4_part(label: str, invalid: URLRefused) -> int:
     if label.startswith("0x"):
         digits, base = label[2:], 16
     elif len(label) > 1 and label.startswith("0"):
