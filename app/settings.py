@@ -5,15 +5,25 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Time a request needs after its deadline to store its images and settle: a hold must last this
+# much longer than GATEWAY_REQUEST_DEADLINE_S.
+SETTLE_MARGIN_S = 60
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+    # Settings hold credentials (tokens, keys, URLs with passwords): a refused value is named, never echoed.
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "sqlite+aiosqlite:///./data/gateway.db"
     admin_token: str | None = None
+    # Bearer token that GET /metrics requires; unset = metrics are open.
+    metrics_token: str | None = Field(default=None, repr=False)
+    # Fernet keys (comma-separated, newest first) that encrypt channel secrets in the database;
+    # unset = stored in plain text. See app/catalog/secrets.py for rotation.
+    secret_key: str | None = Field(default=None, repr=False)
     data_dir: Path = Path("./data")
     blob_url: str | None = None
     redis_url: str | None = None
@@ -61,11 +71,46 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(default=10_000, ge=1)
     # How long a request waits for a slot on a channel at its max_concurrency before moving on.
     channel_slot_wait_s: float = Field(default=2.0, ge=0)
+    # Redis (GATEWAY_REDIS_URL): connections one process may hold, how long a call waits for one
+    # when all are busy, and how long connecting or any one call may take before Redis counts as
+    # down (a limited key's request is then refused with 503). Mind Redis's maxclients across
+    # every replica and worker.
+    redis_max_connections: int = Field(default=100, ge=1)
+    redis_pool_wait_s: float = Field(default=5.0, gt=0)
+    redis_timeout_s: float = Field(default=2.0, gt=0)
 
     @field_validator("admin_token")
     @classmethod
     def _blank_token_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _blank_metrics_token_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from cryptography.fernet import Fernet  # only when a key is set: the CLI supervisor stays light
+
+        for number, key in enumerate(value.split(","), start=1):
+            try:
+                Fernet(key.strip())
+            except ValueError:
+                raise ValueError(
+                    f"GATEWAY_SECRET_KEY: key #{number} is not a Fernet key (32 url-safe base64-encoded bytes; "
+                    'generate one with python -c "from cryptography.fernet import Fernet; '
+                    'print(Fernet.generate_key().decode())")'
+                ) from None
+        return value
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The Fernet keys of GATEWAY_SECRET_KEY, newest (the one that encrypts) first."""
+        return [key.strip() for key in self.secret_key.split(",")] if self.secret_key else []
 
     @field_validator("callback_allow_networks")
     @classmethod
@@ -73,6 +118,24 @@ class Settings(BaseSettings):
         for part in _split(value):
             ipaddress.ip_network(part, strict=False)
         return value
+
+    @model_validator(mode="after")
+    def _holds_outlast_the_request(self) -> Settings:
+        # A hold that lapses while its request still runs is released by the sweeper; the images
+        # the upstream then delivers cannot be charged (a 500 after the upstream was paid). Task
+        # holds last the retention period instead (app/tasks/service.py).
+        needed = self.request_deadline_s + SETTLE_MARGIN_S
+        for name, seconds in (
+            ("GATEWAY_HOLD_TIMEOUT_S", self.hold_timeout_s),
+            ("GATEWAY_RETENTION_DAYS", self.retention_days * 86_400),
+        ):
+            if seconds < needed:
+                raise ValueError(
+                    f"{name} ({seconds:g} s) must be at least GATEWAY_REQUEST_DEADLINE_S "
+                    f"({self.request_deadline_s:g} s) + {SETTLE_MARGIN_S} s: a hold must outlast its request, "
+                    "or a request that ran to its deadline can no longer be charged."
+                )
+        return self
 
     @property
     def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.accounts import service
 from app.accounts.models import Account
-from app.api.admin_types import Amount, Credits
+from app.api.admin_types import Amount, Credits, RowId, Text
 from app.api.deps import AdminSession
+from app.billing.amounts import MAX_AMOUNT, render
 from app.errors import InvalidValue
 
 router = APIRouter(prefix="/admin/accounts", tags=["admin: accounts"])
@@ -19,15 +20,15 @@ router = APIRouter(prefix="/admin/accounts", tags=["admin: accounts"])
 
 class AccountCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     credits: Amount | None = None
 
 
 class CreditsChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount: Amount = Field(description="Positive grants, negative takes back (never below zero available).")
-    note: str = Field("", max_length=500)
-    actor: str = Field("admin-api", max_length=200, description="Who made the change, for the ledger.")
+    note: Text = Field("", max_length=500)
+    actor: Text = Field("admin-api", max_length=200, description="Who made the change, for the ledger.")
 
 
 class AccountOut(BaseModel):
@@ -70,12 +71,20 @@ async def list_accounts(session: AdminSession) -> AccountList:
 
 
 @router.get("/{account_id}", response_model=AccountOut)
-async def get_account(account_id: str, session: AdminSession) -> AccountOut:
+async def get_account(account_id: Text, session: AdminSession) -> AccountOut:
     return AccountOut.of(await service.get_account(session, account_id))
 
 
 @router.post("/{account_id}/credits", response_model=AccountOut)
-async def change_credits(account_id: str, body: CreditsChange, session: AdminSession) -> AccountOut:
+async def change_credits(account_id: Text, body: CreditsChange, session: AdminSession) -> AccountOut:
+    current = await service.get_account(session, account_id)
+    # Balances are 64-bit counts of 1/10,000 credit (at most ~9.2e14 credits): repeated grants
+    # must not overflow the column. The cap is the largest single amount, far below that limit.
+    if body.amount > 0 and current.balance + body.amount > MAX_AMOUNT:
+        raise InvalidValue(
+            f"amount would take the balance past {render(MAX_AMOUNT)} credits, the most an account can hold.",
+            param="amount",
+        )
     account = await service.adjust_credits(session, account_id, body.amount, note=body.note, actor=body.actor)
     return AccountOut.of(account)
 
@@ -98,7 +107,7 @@ class LedgerPage(BaseModel):
 
 @router.get("/{account_id}/ledger", response_model=LedgerPage)
 async def account_ledger(
-    account_id: str, session: AdminSession, limit: int = Query(100, ge=1, le=1000), before: int | None = None
+    account_id: Text, session: AdminSession, limit: int = Query(100, ge=1, le=1000), before: RowId | None = None
 ) -> LedgerPage:
     entries = await service.ledger_entries(session, account_id, limit=limit, before_id=before)
     data = [LedgerEntryOut.model_validate(entry, from_attributes=True) for entry in entries]

@@ -7,6 +7,7 @@ and error shapes; `x-goog-api-key`, `?key=` and Bearer all authenticate.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -75,6 +76,7 @@ async def predict(request: Request, model: str) -> Response:
         rai = generated.filtered_reasons if params.include_rai_reason else []
         template = {
             "kind": "predict",
+            "model": generated.model.id,  # a replay by another key of the account checks it
             "response_format": "b64_json",
             "files": file_refs(generated.files),
             "rai_reasons": rai,
@@ -83,6 +85,24 @@ async def predict(request: Request, model: str) -> Response:
         return response, template
 
     return await with_idempotency(request, gateway, caller, raw, base_url, produce)
+
+
+# `predict` reads these from request.path_params (one handler serves every path), so FastAPI cannot
+# see them: each path declares its own, or clients generated from /openapi.json cannot call it.
+_PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "version": {"type": "string", "enum": ["v1", "v1beta1"]},
+    "project": {"type": "string"},
+    "location": {"type": "string"},
+}
+
+
+def _openapi_extra(path: str) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": schema}
+        for name, schema in _PATH_PARAMETERS.items()
+        if f"{{{name}}}" in path
+    ]
+    return {**_OPENAPI_BODY, "parameters": parameters} if parameters else _OPENAPI_BODY
 
 
 for _path in PREDICT_PATHS:
@@ -95,5 +115,5 @@ for _path in PREDICT_PATHS:
             "Imagen's request and response format. Auth: Bearer, x-goog-api-key or ?key=. "
             "All images filtered: 200 with {}. Credits charged are in the x-gateway-credits header."
         ),
-        openapi_extra=_OPENAPI_BODY,
+        openapi_extra=_openapi_extra(_path),
     )

@@ -17,6 +17,8 @@ import orjson
 from fastapi.responses import Response
 from starlette.requests import Request
 
+from app.billing.models import UsageRecord
+from app.errors import ModelNotAllowed
 from app.files.models import StoredFile
 from app.idempotency import service as idem
 from app.keys.auth import Caller
@@ -42,6 +44,7 @@ async def with_idempotency(
         run_for=timedelta(seconds=gateway.settings.request_deadline_s + 60),
     )
     if isinstance(claim, idem.Replay):
+        await _refuse_unless_key_may_use(gateway, caller, claim.response)
         replayed = await render_template(gateway, claim.response, base_url)
         replayed.status_code = claim.status_code
         replayed.headers["idempotent-replayed"] = "true"
@@ -56,6 +59,30 @@ async def with_idempotency(
     else:
         await idem.complete(gateway.db, claim, response.status_code, template)
     return response
+
+
+async def _refuse_unless_key_may_use(gateway: Gateway, caller: Caller, template: Template) -> None:
+    """Idempotency keys are scoped to the account, so another key of the account can replay an
+    answer; it gets it only if it may use the model that answer came from, as a fresh request."""
+    if caller.models is None:
+        return
+    model = await _served_model(gateway, template)
+    if model is None or not caller.may_use(model):
+        raise ModelNotAllowed(f"This key may not use the model {model!r}.", param="model")
+
+
+async def _served_model(gateway: Gateway, template: Template) -> str | None:
+    if "model" in template:
+        return str(template["model"])
+    if template["kind"] == "images":
+        return str(template["body"]["model"])
+    async with gateway.db.sessions() as session:
+        if template["kind"] == "task":
+            task = await tasks.get_task(session, template["account_id"], template["task_id"])
+            return task.model
+        # A predict answer kept before templates named their model: its usage record does.
+        record = await session.get(UsageRecord, template.get("headers", {}).get("x-gateway-request-id", ""))
+        return record.model if record is not None else None
 
 
 async def render_template(gateway: Gateway, template: Template, base_url: str) -> Response:

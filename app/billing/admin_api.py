@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from app.api.admin_types import Credits
+from app.api.admin_types import Credits, Instant, Text
 from app.api.deps import AdminGateway
 from app.billing.ledger_check import check_ledger
 from app.billing.usage_export import export_csv
@@ -19,10 +18,10 @@ from app.billing.usage_report import GROUPINGS, UsageReport, check_range, parse_
 router = APIRouter(prefix="/admin", tags=["admin: billing"])
 
 Start = Annotated[
-    datetime | None, Query(description="Requests created at or after this instant (ISO 8601; naive means UTC).")
+    Instant | None, Query(description="Requests created at or after this instant (ISO 8601; naive means UTC).")
 ]
-End = Annotated[datetime | None, Query(description="Requests created before this instant (ISO 8601; naive means UTC).")]
-AccountFilter = Annotated[str | None, Query(description="Only this account's requests.")]
+End = Annotated[Instant | None, Query(description="Requests created before this instant (ISO 8601; naive means UTC).")]
+AccountFilter = Annotated[Text | None, Query(description="Only this account's requests.")]
 
 
 class LedgerCheck(BaseModel):
@@ -68,7 +67,7 @@ async def usage(
     start: Start = None,
     end: End = None,
     group_by: Annotated[
-        str | None, Query(description=f"Comma-separated, any of: {', '.join(GROUPINGS)}. Empty: totals only.")
+        Text | None, Query(description=f"Comma-separated, any of: {', '.join(GROUPINGS)}. Empty: totals only.")
     ] = None,
     account_id: AccountFilter = None,
 ) -> UsageReportOut:

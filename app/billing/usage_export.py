@@ -21,8 +21,32 @@ COLUMNS = (
 )  # fmt: skip
 PAGE = 1000
 
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection), so a text
+# cell starting with one gets a leading "'". Every text column is neutralised: `user` and
+# `metadata` come from the caller, model and channel names from operators, and nobody should have
+# to remember which. The numeric columns are left alone: the gateway writes them itself, and a
+# negative amount must stay a number finance can add up; ids and timestamps are ours and never
+# start with these characters.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMERIC_COLUMNS = frozenset(
+    {"images_requested", "images_delivered", "unit_credits", "model_multiplier", "channel_multiplier", "credits",
+     "attempts", "latency_ms"}
+)  # fmt: skip
+_TEXT_POSITIONS = tuple(i for i, name in enumerate(COLUMNS) if name not in NUMERIC_COLUMNS)
+
+
+def spreadsheet_safe(value: str) -> str:
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
+
 
 def _row(r: UsageRecord) -> list[object]:
+    cells = _cells(r)
+    for i in _TEXT_POSITIONS:
+        cells[i] = spreadsheet_safe(str(cells[i]))
+    return cells
+
+
+def _cells(r: UsageRecord) -> list[object]:
     return [
         r.id, r.created_at.isoformat(), r.completed_at.isoformat() if r.completed_at else "", r.account_id, r.key_id,
         r.endpoint, r.model, r.upstream_model or "", r.channel_name or "", r.provider or "", r.status,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
+from app.api.admin_types import Text
 from app.api.deps import AdminGateway, AdminSession
 from app.catalog import service
 from app.catalog.schemas import ChannelCreate, ChannelFields, ChannelHealthOut, ChannelOut, ModelIn, ModelOut
@@ -32,7 +33,7 @@ async def list_models(session: AdminSession) -> ModelList:
 
 
 @router.put("/models/{model_id}", response_model=ModelOut)
-async def put_model(model_id: str, body: ModelIn, session: AdminSession, response: Response) -> ModelOut:
+async def put_model(model_id: Text, body: ModelIn, session: AdminSession, response: Response) -> ModelOut:
     if not model_id or len(model_id) > 120:
         raise InvalidValue("model id must be 1–120 characters", param="id")
     row, created = await service.put_model(session, model_id, body.model_dump())
@@ -71,25 +72,27 @@ async def list_channels(session: AdminSession, gateway: AdminGateway) -> Channel
 
 
 @router.post("/channels", status_code=201, response_model=ChannelOut)
-async def create_channel(body: ChannelCreate, session: AdminSession) -> ChannelOut:
+async def create_channel(body: ChannelCreate, session: AdminSession, gateway: AdminGateway) -> ChannelOut:
     fields = body.changes()
     fields.setdefault("auth", {})
-    return ChannelOut.of(await service.create_channel(session, fields))
+    return ChannelOut.of(await service.create_channel(session, gateway.secrets, fields))
 
 
 @router.get("/channels/{channel_id}", response_model=ChannelOut)
-async def get_channel(channel_id: str, session: AdminSession, gateway: AdminGateway) -> ChannelOut:
+async def get_channel(channel_id: Text, session: AdminSession, gateway: AdminGateway) -> ChannelOut:
     row = await service.get_channel(session, channel_id)
     health = await _live_health(gateway, [row.id])
     return ChannelOut.of(row, health.get(row.id))
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelOut)
-async def update_channel(channel_id: str, body: ChannelFields, session: AdminSession) -> ChannelOut:
-    return ChannelOut.of(await service.update_channel(session, channel_id, body.changes()))
+async def update_channel(
+    channel_id: Text, body: ChannelFields, session: AdminSession, gateway: AdminGateway
+) -> ChannelOut:
+    return ChannelOut.of(await service.update_channel(session, gateway.secrets, channel_id, body.changes()))
 
 
 @router.delete("/channels/{channel_id}", status_code=204)
-async def delete_channel(channel_id: str, session: AdminSession) -> Response:
+async def delete_channel(channel_id: Text, session: AdminSession) -> Response:
     await service.delete_channel(session, channel_id)
     return Response(status_code=204)

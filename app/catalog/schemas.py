@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.admin_types import Credits, Multiplier
+from app.api.admin_types import MAX_CONCURRENCY, Credits, Multiplier, Text
 from app.catalog.models import CatalogModel, Channel
-from app.catalog.service import SECRET_AUTH_FIELDS
+from app.catalog.secrets import SECRET_AUTH_FIELDS
 from app.generation.types import ASPECT_RATIOS, IMAGE_SIZES, OPTIONAL_PARAMETERS
 from app.providers.registry import PROVIDER_NAMES
 
@@ -30,16 +30,23 @@ class _AcceptsWhatGetReturns(BaseModel):
         return data
 
 
+# Prices are bounded so that the largest charge (credits_per_image × model multiplier × channel
+# multiplier × max_images) stays far inside the amounts an account can hold: an absurd price is a
+# 400 here, not an overflow on every caller request.
+MAX_CREDITS_PER_IMAGE = 1_000_000
+MAX_MULTIPLIER = 1000
+
+
 class ModelIn(_AcceptsWhatGetReturns):
-    credits_per_image: Multiplier
-    multiplier: Multiplier = Decimal(1)
-    aliases: list[str] = Field(default_factory=list)
+    credits_per_image: Annotated[Multiplier, Field(le=MAX_CREDITS_PER_IMAGE)]
+    multiplier: Annotated[Multiplier, Field(le=MAX_MULTIPLIER)] = Decimal(1)
+    aliases: list[Text] = Field(default_factory=list)
     max_images: int = Field(4, ge=1, le=10)
     max_prompt_chars: int = Field(4000, ge=1, le=100_000)
     aspect_ratios: list[str] = Field(default_factory=lambda: list(ASPECT_RATIOS), min_length=1)
     image_sizes: list[str] = Field(default_factory=lambda: ["1K"], min_length=1)
     parameters: list[str] = Field(default_factory=list)
-    description: str = Field("", max_length=500)
+    description: Text = Field("", max_length=500)
     enabled: bool = True
 
     @field_validator("aspect_ratios")
@@ -80,25 +87,25 @@ class ModelOut(BaseModel):
 
 class ChannelAuth(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    api_key: str | None = Field(None, description="Write-only secret.")
-    api_key_env: str | None = Field(None, description="Name of an environment variable holding the key.")
-    service_account_file: str | None = Field(None, description="Path to a Google service-account JSON file.")
+    api_key: Text | None = Field(None, description="Write-only secret.")
+    api_key_env: Text | None = Field(None, description="Name of an environment variable holding the key.")
+    service_account_file: Text | None = Field(None, description="Path to a Google service-account JSON file.")
     style: Literal["x-goog-api-key", "bearer", "query"] | None = None
     api_key_set: bool | None = Field(None, description="Read-only: whether a secret is stored.")
 
 
 class ChannelFields(_AcceptsWhatGetReturns):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Text | None = Field(None, min_length=1, max_length=200)
     provider: str | None = None
-    base_url: str | None = Field(None, max_length=500)
+    base_url: Text | None = Field(None, max_length=500)
     auth: ChannelAuth | None = None
-    models: dict[str, str] | None = Field(None, description='catalog model id -> upstream model id; "*" = all')
+    models: dict[Text, Text] | None = Field(None, description='catalog model id -> upstream model id; "*" = all')
     priority: int | None = Field(None, ge=-1000, le=1000)
     weight: int | None = Field(None, ge=1, le=1000)
-    multiplier: Multiplier | None = None
+    multiplier: Annotated[Multiplier, Field(le=MAX_MULTIPLIER)] | None = None
     enabled: bool | None = None
     timeout_s: float | None = Field(None, gt=0, le=900)
-    max_concurrency: int | None = Field(None, ge=1)
+    max_concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
     retry_ambiguous: bool | None = Field(
         None, description="Fail over after a timeout mid-request (the upstream may bill twice)."
     )
@@ -127,7 +134,7 @@ class ChannelFields(_AcceptsWhatGetReturns):
 
 
 class ChannelCreate(ChannelFields):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     provider: str
 
 

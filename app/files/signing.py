@@ -9,7 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
+
+# An expiry is a Unix time in ASCII digits. `str.isdigit()` also accepts "²" or Arabic-Indic digits,
+# and int() refuses more than 4,300 digits: both would be a 500 on an unauthenticated route.
+_EXPIRES = re.compile(r"[0-9]{1,12}")
 
 
 class UrlSigner:
@@ -26,8 +31,9 @@ class UrlSigner:
         return f"{base_url.rstrip('/')}/v1/files/{file_id}?expires={expires}&sig={self._sig(file_id, expires)}"
 
     def valid(self, file_id: str, expires: str | None, sig: str | None) -> bool:
-        if not expires or not sig or not expires.isdigit():
+        if not expires or not sig or _EXPIRES.fullmatch(expires) is None:
             return False
         if int(expires) < time.time():
             return False
-        return hmac.compare_digest(self._sig(file_id, int(expires)), sig)
+        # As bytes: compare_digest raises on a str holding anything but ASCII.
+        return hmac.compare_digest(self._sig(file_id, int(expires)).encode(), sig.encode())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.admin_types import Amount, Credits
+from app.api.admin_types import MAX_CONCURRENCY, MAX_RPM, Amount, Credits, Instant, Text
 from app.api.deps import AdminSession
 from app.keys import service
 from app.keys.models import ApiKey
@@ -17,13 +17,13 @@ router = APIRouter(prefix="/admin/keys", tags=["admin: keys"])
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    account_id: str
-    name: str = Field("", max_length=200)
-    models: list[str] | None = Field(None, description="Model ids this key may use; null = all.")
-    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
-    max_concurrency: int | None = Field(None, ge=1)
+    account_id: Text
+    name: Text = Field("", max_length=200)
+    models: list[Text] | None = Field(None, description="Model ids this key may use; null = all.")
+    rpm: int | None = Field(None, ge=1, le=MAX_RPM, description="Requests per minute.")
+    max_concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
     credit_cap: Amount | None = Field(None, description="Most credits this key may spend in its account.")
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
 
 class KeyOut(BaseModel):
@@ -66,9 +66,6 @@ class KeyList(BaseModel):
 
 @router.post("", status_code=201, response_model=KeyCreated)
 async def create_key(body: KeyCreate, session: AdminSession) -> KeyCreated:
-    expires_at = body.expires_at
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
     key, secret = await service.create_key(
         session,
         account_id=body.account_id,
@@ -77,16 +74,16 @@ async def create_key(body: KeyCreate, session: AdminSession) -> KeyCreated:
         rpm=body.rpm,
         max_concurrency=body.max_concurrency,
         credit_cap=body.credit_cap,
-        expires_at=expires_at,
+        expires_at=body.expires_at,
     )
     return KeyCreated(**KeyOut.of(key).model_dump(), key=secret)
 
 
 @router.get("", response_model=KeyList)
-async def list_keys(session: AdminSession, account_id: str | None = None) -> KeyList:
+async def list_keys(session: AdminSession, account_id: Text | None = None) -> KeyList:
     return KeyList(data=[KeyOut.of(k) for k in await service.list_keys(session, account_id)])
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-async def revoke_key(key_id: str, session: AdminSession) -> KeyOut:
+async def revoke_key(key_id: Text, session: AdminSession) -> KeyOut:
     return KeyOut.of(await service.revoke_key(session, key_id))
