@@ -177,3 +177,22 @@ async def test_out_of_range_ledger_cursor_and_balances_are_a_4xx(gw: Harness) ->
             break
     assert statuses[-1] == 400, statuses
     assert await gw.ledger_problems() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/images/generations", {"prompt": "a kite", "user": "team\u0000a"}, "user"),
+        ("/v1/images/generations", {"prompt": "a kite", "metadata": {"job": "7\u0000"}}, "metadata.job"),
+        ("/v1/images/generations", {"prompt": "a \u0000kite"}, "prompt"),
+        ("/v1beta/models/imagen4:predict", {"instances": [{"prompt": "a\u0000"}]}, "instances[0].prompt"),
+    ],
+)
+async def test_a_nul_character_in_a_caller_body_is_a_400_naming_the_field(
+    gw: Harness, path: str, body: dict[str, Any], field: str
+) -> None:
+    account_id, key = await gw.account_with_key(credits=100)
+    response = await gw.generate(key, body, path=path)
+    assert response.status_code == 400, response.text
+    assert field in response.text
+    assert (await gw.account(account_id))["balance"] == "100"

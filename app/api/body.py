@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from app.api.disconnect import ClientClosedRequest
-from app.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
+from app.errors import InvalidRequest, InvalidValue, RequestTooLarge, UnsupportedMediaType
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -45,7 +45,32 @@ async def read_json(request: Request, max_bytes: int) -> tuple[bytes, dict[str, 
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    # JSON may carry U+0000 as "\u0000"; PostgreSQL text cannot store it, and no prompt needs it.
+    if b"\\u0000" in raw:
+        field = _field_with_nul(body)
+        if field is not None:
+            raise InvalidValue(f"{field} contains a NUL character (U+0000); remove it.", param=field)
     return raw, body
+
+
+def _field_with_nul(value: Any, path: str = "") -> str | None:
+    """The dotted name of the first string (key or value) holding U+0000, or None."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return path or "body"
+            found = _field_with_nul(item, name)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _field_with_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def endpoint_of(request: Request) -> str:
