@@ -168,5 +168,3 @@ async def test_canceling_a_task_before_its_upstream_call_stops_it_and_charges_no
     account = await gw.account(account_id)
     assert (account["balance"], account["held"]) == ("92", "0")
     assert await gw.ledger_problems() == []
-
-
