@@ -9,18 +9,18 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.accounts.admin_api import router as accounts_admin
+from app.admin.accounts import router as accounts_admin
+from app.admin.billing import router as billing_admin
+from app.admin.catalog import router as catalog_admin
+from app.admin.keys import router as keys_admin
 from app.api import caller, files, google_relay, health, images, metrics_route, tasks
 from app.api.errors import install_error_handlers
 from app.api.google_wire import PredictBody
 from app.api.middleware import RequestIdMiddleware
 from app.api.unified_wire import ImagesGenerationBody
-from app.billing.admin_api import router as billing_admin
-from app.catalog.admin_api import router as catalog_admin
-from app.keys.admin_api import router as keys_admin
 from app.memory import tune_malloc
 from app.observability.logs import quiet_secret_bearing_loggers
-from app.runtime import open_gateway
+from app.runtime import open_gateway, task_deps
 from app.settings import Settings
 from app.tasks.background import Background
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_gateway(settings) as gateway:
             app.state.gateway = gateway
-            background = Background(gateway, run_worker=settings.run_worker)
+            background = Background(task_deps(gateway), run_worker=settings.run_worker)
             background.start()
             try:
                 yield

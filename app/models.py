@@ -1,7 +1,6 @@
 """Imports every ORM model so that `Base.metadata` is complete (Alembic and tests use it)."""
 
-from app.accounts.models import Account
-from app.billing.models import LedgerEntry, UsageRecord
+from app.billing.models import Account, LedgerEntry, UsageRecord
 from app.catalog.models import CatalogModel, Channel
 from app.db import Base
 from app.files.models import InstanceSecret, StoredFile

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 
 from app.catalog.secrets import SecretCipher
-from app.catalog.snapshot import CatalogCache, CatalogSnapshot
+from app.catalog.snapshot import CatalogCache
 from app.db import Database
 from app.files.blobs import open_blob_store
 from app.files.service import FileStore, load_signing_key
@@ -32,6 +32,8 @@ from app.routing.breaker import BreakerPolicy
 from app.routing.health import HealthStore, MemoryHealthStore, RedisHealthStore
 from app.routing.router import ChannelRouter
 from app.settings import Settings
+from app.specs import CatalogSnapshot
+from app.tasks.deps import TaskDeps
 
 
 @dataclass
@@ -134,3 +136,22 @@ async def _open_gateway(settings: Settings, redactor: SecretRedactor) -> AsyncIt
 def gateway_of(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
+
+
+def task_deps(gateway: Gateway) -> TaskDeps:
+    """The part of the runtime the task loops use (they never see the whole of it)."""
+    settings = gateway.settings
+    return TaskDeps(
+        db=gateway.db,
+        generation=gateway.generation,
+        files=gateway.files,
+        callback_http=gateway.callback_http,
+        callback_networks=settings.callback_networks,
+        callback_retry_base_s=settings.callback_retry_base_s,
+        public_url=settings.public_url,
+        task_lease_s=settings.task_lease_s,
+        worker_poll_s=settings.worker_poll_s,
+        worker_concurrency=settings.worker_concurrency,
+        hold_timeout_s=settings.hold_timeout_s,
+        sweep_interval_s=settings.sweep_interval_s,
+    )

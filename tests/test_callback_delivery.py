@@ -22,7 +22,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from app.accounts.service import new_webhook_secret
+from app.billing.accounts import new_webhook_secret
 from app.callbacks import guarded_deliver, sign, webhook_headers
 from tests.fakes.dns import FakeResolver
 from tests.processes import free_port

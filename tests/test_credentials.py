@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from app.catalog.snapshot import ChannelSpec
 from app.providers.credentials import REDACTED, redact_error, redact_text, scrub_secrets
 from app.providers.errors import UpstreamRejected
+from app.specs import ChannelSpec
 
 KEY = "sk-canary-0123456789abcdefghij"
 

@@ -20,12 +20,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
 from sqlalchemy import delete, select, update
 
-from app.accounts import service as accounts
-from app.accounts.models import Account
-from app.billing import holds
+from app.billing import accounts, holds
 from app.billing.amounts import charge
 from app.billing.ledger_check import check_ledger
-from app.billing.models import LedgerEntry, UsageRecord
+from app.billing.models import Account, LedgerEntry, UsageRecord
 from app.billing.sweeper import expire_stale_holds
 from app.db import Database, utcnow
 from app.errors import InsufficientCredits, InvalidValue

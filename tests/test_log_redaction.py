@@ -16,12 +16,12 @@ import orjson
 import pytest
 import uvicorn
 
-from app.catalog.snapshot import ChannelSpec
 from app.main import create_app
 from app.observability.logs import JsonFormatter
 from app.observability.redaction import SecretRedactor
 from app.providers.credentials import known_secrets
 from app.settings import Settings
+from app.specs import ChannelSpec
 from tests.fakes.channels import Upstreams, ok
 from tests.fakes.upstream import FakeUpstream, Received, Reply
 from tests.harness import Harness, running_app

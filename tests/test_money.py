@@ -105,7 +105,7 @@ async def test_sweeper_releases_holds_of_crashed_requests(gw: Harness) -> None:
 async def test_ledger_check_reports_tampering(gw: Harness) -> None:
     account_id, key = await gw.account_with_key(credits=100)
     assert (await gw.generate(key, {"prompt": "x"})).status_code == 200
-    from app.accounts.models import Account
+    from app.billing.models import Account
 
     async with gw.gateway.db.transaction() as session:
         await session.execute(update(Account).where(Account.id == account_id).values(balance=Decimal("95")))

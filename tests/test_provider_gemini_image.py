@@ -23,8 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import Base64Text, GeneratedImage, ImageRequest
+from app.images import Base64Text, GeneratedImage, ImageRequest
 from app.providers.credentials import GoogleTokenSource
 from app.providers.errors import (
     ContentFiltered,
@@ -44,6 +43,7 @@ from app.providers.gemini_image import (
     parse_response,
     unsupported_parameters,
 )
+from app.specs import ChannelSpec
 from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
 from tests.harness import Harness
 

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from PIL import Image
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import ImageRequest
+from app.images import ImageRequest
 from app.providers.errors import ContentFiltered, UpstreamRetryable
 from app.providers.imagen_wire import (
     is_vertex,
@@ -28,6 +27,7 @@ from app.providers.imagen_wire import (
     predict_url,
     unsupported_parameters,
 )
+from app.specs import ChannelSpec
 from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
 from tests.harness import Harness
 

@@ -16,8 +16,7 @@ import pytest
 from openai import AsyncOpenAI
 from PIL import Image
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import Base64Text, GeneratedImage, ImageRequest
+from app.images import Base64Text, GeneratedImage, ImageRequest
 from app.net.guarded_fetch import MAX_FETCH_BYTES, GuardedFetcher
 from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
 from app.providers.image_fetch import fetch_image
@@ -31,6 +30,7 @@ from app.providers.openai_images import (
     refused_parameters,
 )
 from app.settings import Settings
+from app.specs import ChannelSpec
 from tests.fakes.dns import FakeResolver
 from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
 from tests.harness import Harness, running_app

@@ -64,6 +64,6 @@ async def test_url_responses_are_stored_in_and_served_from_the_bucket(settings: 
 
         async with gw.gateway.db.transaction() as session:
             await session.execute(update(StoredFile).values(expires_at=utcnow() - timedelta(seconds=1)))
-        assert await purge_expired(gw.gateway) == 2
+        assert await purge_expired(gw.gateway.db, gw.gateway.files.blobs) == 2
         assert bucket.list_objects_v2(Bucket="images", Prefix="gateway/").get("KeyCount") == 0
         assert (await gw.http.get(urls[0])).status_code == 404

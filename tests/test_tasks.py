@@ -188,7 +188,7 @@ async def test_retention_removes_tasks_and_files(tw: Harness) -> None:
     async with tw.gateway.db.transaction() as session:
         await session.execute(update(Task).values(expires_at=past))
         await session.execute(update(StoredFile).values(expires_at=past))
-    assert await purge_expired(tw.gateway) == 2
+    assert await purge_expired(tw.gateway.db, tw.gateway.files.blobs) == 2
     assert (await tw.http.get(f"/v1/tasks/{task['id']}", headers=_auth(key))).status_code == 404
     assert (await tw.http.get(url)).status_code == 404
     assert list((tw.settings.data_dir / "blobs").rglob("file_*")) == []

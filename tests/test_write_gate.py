@@ -1,10 +1,10 @@
-"""The write gate that orders the hot path's transactions (app/write_gate.py)."""
+"""The write gate that orders the hot path's transactions (app/db/write_gate.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from app.write_gate import WriteGate
+from app.db.write_gate import WriteGate
 
 
 async def test_a_freed_slot_goes_to_a_settlement_before_earlier_holds() -> None:

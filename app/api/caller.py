@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.accounts.service import get_account
 from app.api.aliases import add_caller_route
 from app.api.schemas import AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
+from app.billing.accounts import get_account
 from app.billing.amounts import render
 from app.keys.auth import authenticate
 from app.runtime import gateway_of

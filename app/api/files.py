@@ -8,8 +8,8 @@ from fastapi.responses import Response
 from app.errors import GatewayError, NotFound
 from app.files.blobs import BlobNotFound
 from app.files.models import StoredFile
+from app.images import sniff_image_type
 from app.keys.auth import authenticate, presented_key
-from app.providers.image_check import sniff_image_type
 from app.runtime import gateway_of
 
 router = APIRouter(tags=["files"])

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from app.api.errors import describe_validation_errors
 from app.errors import InvalidValue, UnsupportedParameter
 from app.generation.service import Generated
-from app.generation.types import ASPECT_RATIOS, ImageRequest
+from app.images import ASPECT_RATIOS, ImageRequest
 
 # Google generates four images when sampleCount is absent; a faithful relay does the same.
 GOOGLE_DEFAULT_SAMPLE_COUNT = 4

@@ -47,10 +47,11 @@ async def create_images(request: Request) -> Response:
     async def produce(keep_files: bool) -> tuple[Response, Template | None]:
         if queued:
             task = await tasks.submit(
-                gateway,
+                gateway.generation,
                 caller,
                 image_request,
                 endpoint_of(request),
+                retention_days=gateway.settings.retention_days,
                 callback_url=body.callback_url,
                 public_base=base_url,
             )

@@ -1,3 +1,5 @@
+"""`GET /metrics`: Prometheus exposition, optionally behind a bearer token."""
+
 from __future__ import annotations
 
 import hmac
@@ -6,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.api.gauges import read_gauges
 from app.errors import MetricsUnauthorized
 from app.runtime import gateway_of
 
@@ -18,8 +21,8 @@ async def metrics(request: Request) -> Response:
     require_metrics_token(request, gateway.settings.metrics_token)
     snapshot = await gateway.catalog.get()
     channels = {channel.id: channel.name for channel in snapshot.channels}
-    body = await gateway.metrics.render(gateway.db, gateway.health, channels)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    await read_gauges(gateway.metrics, gateway.db, gateway.health, channels)
+    return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def require_metrics_token(request: Request, token: str | None) -> None:

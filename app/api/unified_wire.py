@@ -14,7 +14,7 @@ from app.api.errors import describe_validation_errors
 from app.errors import InvalidValue, UnsupportedParameter
 from app.files.signing import UrlSigner
 from app.generation.service import Generated
-from app.generation.types import ASPECT_RATIOS, DIMENSIONS, ImageRequest
+from app.images import ASPECT_RATIOS, DIMENSIONS, ImageRequest
 
 SEED_MAX = 4_294_967_295
 NEUTRAL_VALUES: dict[str, object] = {

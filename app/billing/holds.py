@@ -16,12 +16,11 @@ from typing import Any, cast
 from sqlalchemy import BindParameter, String, Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import Account
 from app.billing.amounts import render
-from app.billing.models import LedgerEntry, UsageRecord
+from app.billing.models import Account, LedgerEntry, UsageRecord
 from app.db import Fixed4, utcnow
+from app.db.hot_sql import HotStatement
 from app.errors import InsufficientCredits
-from app.hot_sql import HotStatement
 
 FINAL_FAILURE_STATUSES = frozenset({"failed", "filtered", "canceled", "expired"})
 
@@ -61,7 +60,7 @@ class Outcome:
     error_code: str | None = None
 
 
-# Built once and run as driver SQL (app/hot_sql.py): on the hot path, SQLAlchemy's per-statement
+# Built once and run as driver SQL (app/db/hot_sql.py): on the hot path, SQLAlchemy's per-statement
 # work costs more than the statements. Amounts are bound as Fixed4 (see app.db.credits_literal).
 _accounts = cast(Table, Account.__table__)
 _usage = cast(Table, UsageRecord.__table__)

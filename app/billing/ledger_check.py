@@ -8,9 +8,8 @@ from sqlalchemy import ColumnElement, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.accounts.models import Account
 from app.billing.amounts import charge, render
-from app.billing.models import LedgerEntry, UsageRecord
+from app.billing.models import Account, LedgerEntry, UsageRecord
 from app.billing.sweeper import stale_hold_condition
 from app.db import Fixed4
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from app.generation.types import ASPECT_RATIOS
+from app.images import ASPECT_RATIOS
 
 IMAGEN_PARAMETERS = ["negative_prompt", "seed", "person_generation"]
 

@@ -11,83 +11,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 
 from app.catalog.models import CatalogModel, Channel
 from app.catalog.secrets import SECRET_AUTH_FIELDS, SecretCipher, UnreadableSecret
 from app.db import Database
+from app.specs import CatalogSnapshot, ChannelSpec, ModelSpec
 
 log = logging.getLogger("app.catalog")
-
-WILDCARD = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    id: str
-    aliases: tuple[str, ...]
-    credits_per_image: Decimal
-    multiplier: Decimal
-    max_images: int
-    max_prompt_chars: int
-    aspect_ratios: tuple[str, ...]
-    image_sizes: tuple[str, ...]
-    parameters: tuple[str, ...]
-    description: str
-    enabled: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSpec:
-    id: str
-    name: str
-    provider: str
-    base_url: str
-    auth: dict[str, Any]
-    models: dict[str, str]
-    priority: int
-    weight: int
-    multiplier: Decimal
-    enabled: bool
-    timeout_s: float
-    max_concurrency: int | None
-    retry_ambiguous: bool = False
-    # Why the channel cannot be routed to (a stored secret no configured key decrypts); None
-    # when it can. It stays in the snapshot so that it still counts as a channel of its models.
-    unusable: str | None = None
-
-    def upstream_model(self, model_id: str) -> str | None:
-        """The upstream model this channel calls for a catalog model, or None if it does not serve it."""
-        mapped = self.models.get(model_id)
-        if mapped is None:
-            mapped = self.models.get(WILDCARD)
-        if mapped is None:
-            return None
-        return model_id if mapped == WILDCARD else mapped
-
-
-@dataclass(frozen=True)
-class CatalogSnapshot:
-    models: dict[str, ModelSpec]
-    channels: tuple[ChannelSpec, ...]
-    aliases: dict[str, str] = field(default_factory=dict)
-
-    def resolve(self, name: str) -> ModelSpec | None:
-        model_id = name if name in self.models else self.aliases.get(name)
-        return self.models.get(model_id) if model_id else None
-
-    def channels_for(self, model_id: str) -> list[tuple[ChannelSpec, str]]:
-        """Enabled channels that serve the model, each with its upstream model id."""
-        served = []
-        for channel in self.channels:
-            upstream = channel.upstream_model(model_id) if channel.enabled and not channel.unusable else None
-            if upstream is not None:
-                served.append((channel, upstream))
-        return served
 
 
 def model_spec(row: CatalogModel) -> ModelSpec:

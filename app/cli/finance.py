@@ -42,7 +42,7 @@ def _period_options(p: argparse.ArgumentParser) -> None:
 
 
 async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.billing.admin_api import UsageReportOut
+    from app.admin.billing import UsageReportOut
     from app.billing.usage_report import parse_group_by, usage_report
 
     report = await usage_report(

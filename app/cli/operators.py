@@ -97,8 +97,8 @@ def _channel_fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.accounts import service as accounts
-    from app.accounts.admin_api import AccountOut
+    from app.admin.accounts import AccountOut
+    from app.billing import accounts
     from app.billing.amounts import parse_amount
 
     credits = parse_amount(args.credits, field="credits")
@@ -109,16 +109,16 @@ async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -
 
 
 async def cmd_accounts_list(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.accounts import service as accounts
-    from app.accounts.admin_api import AccountOut
+    from app.admin.accounts import AccountOut
+    from app.billing import accounts
 
     print_json([AccountOut.of(a).model_dump(mode="json") for a in await accounts.list_accounts(session)])
     return 0
 
 
 async def cmd_accounts_grant(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.accounts import service as accounts
-    from app.accounts.admin_api import AccountOut
+    from app.admin.accounts import AccountOut
+    from app.billing import accounts
     from app.billing.amounts import parse_amount
 
     amount = parse_amount(args.amount, field="amount")
@@ -128,8 +128,8 @@ async def cmd_accounts_grant(session: AsyncSession, args: argparse.Namespace) ->
 
 
 async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.keys import KeyCreated, KeyOut
     from app.keys import service as keys
-    from app.keys.admin_api import KeyCreated, KeyOut
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     key, secret = await keys.create_key(session, account_id=args.account, name=args.name, models=models)
@@ -138,32 +138,32 @@ async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> in
 
 
 async def cmd_keys_list(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.keys import KeyOut
     from app.keys import service as keys
-    from app.keys.admin_api import KeyOut
 
     print_json([KeyOut.of(k).model_dump(mode="json") for k in await keys.list_keys(session, args.account)])
     return 0
 
 
 async def cmd_keys_revoke(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.keys import KeyOut
     from app.keys import service as keys
-    from app.keys.admin_api import KeyOut
 
     print_json(KeyOut.of(await keys.revoke_key(session, args.id)))
     return 0
 
 
 async def cmd_channels_list(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.catalog_schemas import ChannelOut
     from app.catalog import service as catalog
-    from app.catalog.schemas import ChannelOut
 
     print_json([ChannelOut.of(c).model_dump(mode="json") for c in await catalog.list_channels(session)])
     return 0
 
 
 async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.catalog_schemas import ChannelCreate, ChannelOut
     from app.catalog import service as catalog
-    from app.catalog.schemas import ChannelCreate, ChannelOut
 
     fields = ChannelCreate.model_validate(_channel_fields(args)).changes()
     fields.setdefault("auth", {})
@@ -172,8 +172,8 @@ async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> i
 
 
 async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.catalog_schemas import ChannelFields, ChannelOut
     from app.catalog import service as catalog
-    from app.catalog.schemas import ChannelFields, ChannelOut
 
     fields = ChannelFields.model_validate(_channel_fields(args)).changes()
     print_json(ChannelOut.of(await catalog.update_channel(session, configured_cipher(), args.id, fields)))
@@ -181,8 +181,8 @@ async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -
 
 
 async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) -> int:
+    from app.admin.catalog_schemas import ChannelOut
     from app.catalog import service as catalog
-    from app.catalog.schemas import ChannelOut
 
     channel = await catalog.update_channel(session, configured_cipher(), args.id, {"enabled": False})
     print_json(ChannelOut.of(channel))

@@ -57,8 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from app.cli.worker import run_worker
     from app.memory import tune_malloc
-    from app.tasks.standalone import run_worker
 
     tune_malloc()
     settings = settings_with_data_dir()

@@ -13,8 +13,7 @@ from app.db import utcnow
 from app.files.blobs import BlobStore
 from app.files.models import InstanceSecret, StoredFile
 from app.files.signing import UrlSigner
-from app.generation.types import GeneratedImage
-from app.providers.image_check import sniff_image_type
+from app.images import GeneratedImage, sniff_image_type
 
 SIGNING_SECRET = "file_url_signing_key"  # noqa: S105 - the name of the secret, not the secret
 

@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
 from app.billing.amounts import charge, render
-from app.catalog.snapshot import CatalogSnapshot, ModelSpec
 from app.db import Database, new_id, utcnow
 from app.errors import (
     Canceled,
@@ -37,13 +36,14 @@ from app.errors import (
 )
 from app.files.models import StoredFile
 from app.files.service import FileStore
-from app.generation.types import GeneratedImage, ImageRequest
 from app.generation.validate import check_capabilities, resolve_model
+from app.images import GeneratedImage, ImageRequest
 from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter, check_credit_cap
 from app.observability.metrics import Metrics
 from app.routing.router import Attempt, ChannelRouter, Dispatch, Routed, RoutingFailed
 from app.routing.selection import Candidate
+from app.specs import CatalogSnapshot, ModelSpec
 
 log = logging.getLogger("app.generation")
 _T = TypeVar("_T")

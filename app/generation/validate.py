@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.catalog.snapshot import CatalogSnapshot, ModelSpec
 from app.errors import InvalidValue, ModelNotFound, UnsupportedParameter
-from app.generation.types import ImageRequest
+from app.images import ImageRequest
+from app.specs import CatalogSnapshot, ModelSpec
 
 
 def resolve_model(snapshot: CatalogSnapshot, name: str) -> ModelSpec:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import Account
+from app.billing.models import Account
 from app.db import new_id, utcnow
 from app.errors import NotFound
 from app.keys.models import ApiKey

@@ -1,22 +1,16 @@
 """Prometheus metrics, one registry per app (no module-level state).
 
-Counters and histograms are updated where things happen; gauges that describe the database
-(open holds, tasks by status) and channel health are read at scrape time, so every replica
-reports the same shared truth.
+Counters and histograms are updated where things happen. Gauges that describe the database
+(open holds, tasks by status) and channel health are read at scrape time by the edge
+(`app.api.gauges`), so every replica reports the same shared truth and this module needs no
+domain's tables.
 """
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select, type_coerce
-
-from app.billing.models import UsageRecord
-from app.db import Database, Fixed4
-from app.routing.health import HealthStore
-from app.tasks.models import Task
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 CIRCUIT_STATES = ("closed", "half_open", "open", "cooling")
@@ -62,25 +56,6 @@ class Metrics:
     def ended(self, model: str, outcome: str) -> None:
         self.generations.labels(model, outcome).inc()
 
-    async def render(self, db: Database, health: HealthStore, channels: dict[str, str]) -> bytes:
-        """The exposition text, with the database and health gauges read now."""
-        async with db.sessions() as session:
-            count, held = (
-                await session.execute(
-                    select(func.count(), type_coerce(func.sum(UsageRecord.hold_credits), Fixed4())).where(
-                        UsageRecord.status == "pending"
-                    )
-                )
-            ).one()
-            by_status = dict((await session.execute(select(Task.status, func.count()).group_by(Task.status))).all())
-        self.holds_open.set(count)
-        self.credits_held.set(float(held or 0))
-        for status in ("queued", "running", "succeeded", "failed", "canceled"):
-            self.tasks.labels(status).set(by_status.get(status, 0))
-        now = time.time()
-        states = await health.states(channels)
-        for channel_id, state in states.items():
-            phase = state.phase(now)
-            for name in CIRCUIT_STATES:
-                self.circuit.labels(channels[channel_id], name).set(1 if name == phase else 0)
+    def exposition(self) -> bytes:
+        """The exposition text of everything recorded so far (gauges set by `app.api.gauges`)."""
         return generate_latest(self.registry)

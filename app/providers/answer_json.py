@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from app.generation.types import Base64Text
+from app.images import Base64Text
 from app.providers.errors import UpstreamRetryable
 
 T = TypeVar("T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import ImageRequest, ImageResult
+from app.images import ImageRequest, ImageResult
+from app.specs import ChannelSpec
 
 
 class ImageProvider(Protocol):

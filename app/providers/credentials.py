@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from app.catalog.snapshot import ChannelSpec
 from app.providers.errors import UpstreamError, UpstreamRejected, UpstreamRetryable
+from app.specs import ChannelSpec
 
 if TYPE_CHECKING:
     from google.oauth2 import service_account

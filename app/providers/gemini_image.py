@@ -31,8 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.images import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
 from app.providers.answer_json import ABSENT, Raw, base64_text, decode_answer
 from app.providers.credentials import GoogleTokenSource, RequestAuth, google_auth, redact_error
 from app.providers.errors import (
@@ -44,6 +43,7 @@ from app.providers.errors import (
 )
 from app.providers.image_check import checked_image
 from app.providers.upstream_http import post_json
+from app.specs import ChannelSpec
 
 # Finish reasons that mean the upstream withheld the output on purpose: retrying elsewhere would
 # be withheld the same way, so these count as filtered (not charged), not as failures.

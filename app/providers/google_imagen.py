@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import ImageRequest, ImageResult
+from app.images import ImageRequest, ImageResult
 from app.providers.credentials import GoogleTokenSource, google_auth, redact_error
 from app.providers.errors import UpstreamError, UpstreamRejected
 from app.providers.imagen_wire import (
@@ -24,6 +23,7 @@ from app.providers.imagen_wire import (
     unsupported_parameters,
 )
 from app.providers.upstream_http import post_json
+from app.specs import ChannelSpec
 
 
 def default_key_style(base_url: str) -> str:

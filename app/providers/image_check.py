@@ -17,25 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 
-from app.generation.types import Base64Text, GeneratedImage
+from app.images import Base64Text, GeneratedImage, sniff_image_type
 from app.providers.errors import UpstreamRetryable
 
-ACCEPTED_TYPES = ("image/png", "image/jpeg", "image/webp")
 # 16 base64 characters are 12 bytes: enough for every signature below (WebP's is the longest).
 HEAD_CHARS = 16
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-
-def sniff_image_type(head: bytes) -> str | None:
-    """The image type from its first bytes (at least 12 for WebP), or None when it is not an
-    image the gateway delivers."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def base64_image_type(b64: Base64Text) -> str | None:

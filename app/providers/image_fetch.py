@@ -9,7 +9,7 @@ as for any request that may have been billed. Nothing is charged to the caller.
 
 from __future__ import annotations
 
-from app.generation.types import GeneratedImage
+from app.images import GeneratedImage
 from app.net.guarded_fetch import FetchFailed, GuardedFetcher
 from app.providers.errors import UpstreamAmbiguous
 from app.providers.image_check import image_from_bytes

@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.images import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
 from app.providers.answer_json import Raw, base64_text, decode_answer, is_absent, value
 from app.providers.errors import ContentFiltered, UpstreamRetryable
 from app.providers.image_check import checked_image
+from app.specs import ChannelSpec
 
 # Vertex URLs name the publisher (`…/publishers/google`, regional or express mode); the Gemini API
 # and relays do not. Only Vertex accepts the full parameter set.

@@ -15,8 +15,8 @@ import secrets
 
 from PIL import Image, ImageDraw
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import MIME_TYPES, Base64Text, GeneratedImage, ImageRequest, ImageResult
+from app.images import MIME_TYPES, Base64Text, GeneratedImage, ImageRequest, ImageResult
+from app.specs import ChannelSpec
 
 
 class LocalProvider:

@@ -29,8 +29,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.catalog.snapshot import ChannelSpec
-from app.generation.types import DIMENSIONS, GeneratedImage, ImageRequest, ImageResult
+from app.images import DIMENSIONS, GeneratedImage, ImageRequest, ImageResult
 from app.net.guarded_fetch import GuardedFetcher
 from app.providers.answer_json import Raw, base64_text, decode_answer, value
 from app.providers.credentials import channel_api_key, key_auth, redact_error
@@ -38,6 +37,7 @@ from app.providers.errors import ContentFiltered, UpstreamError, UpstreamRejecte
 from app.providers.image_check import checked_image
 from app.providers.image_fetch import fetch_image
 from app.providers.upstream_http import post_json
+from app.specs import ChannelSpec
 
 UNSUPPORTED_FIELDS = ("seed", "negative_prompt", "person_generation")  # OpenAI's API has no such fields
 BACKGROUNDS = frozenset({"auto", "transparent", "opaque"})

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.catalog.snapshot import ChannelSpec
 from app.errors import GatewayError, NoChannelAvailable, RateLimited, UpstreamFailed, UpstreamTimedOut
-from app.generation.types import ImageRequest, ImageResult
+from app.images import ImageRequest, ImageResult
 from app.observability.metrics import Metrics
 from app.providers.base import ImageProvider
 from app.providers.credentials import scrub_secrets
@@ -33,6 +32,7 @@ from app.routing.breaker import BreakerState
 from app.routing.health import HealthStore
 from app.routing.selection import Candidate, order_candidates
 from app.routing.slots import ChannelSlots
+from app.specs import ChannelSpec
 
 MAX_RETRY_AFTER_S = 120  # the openai SDK gives up on larger Retry-After values
 # Upstream statuses that mean the channel itself is broken (credentials, retired model), not

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from itertools import groupby
 
-from app.catalog.snapshot import ChannelSpec
+from app.specs import ChannelSpec
 
 Candidate = tuple[ChannelSpec, str]  # a channel and the upstream model it would call
 

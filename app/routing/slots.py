@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from app.catalog.snapshot import ChannelSpec
+from app.specs import ChannelSpec
 
 
 class ChannelSlots:

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from app.billing.sweeper import expire_stale_holds
-from app.runtime import Gateway
 from app.tasks.callbacks import deliver_due_callbacks
+from app.tasks.deps import TaskDeps
 from app.tasks.retention import purge_expired
 from app.tasks.worker import TaskWorker
 
@@ -20,17 +20,16 @@ RETENTION_INTERVAL_S = 300.0
 
 
 class Background:
-    def __init__(self, gateway: Gateway, *, run_worker: bool) -> None:
-        self.gateway = gateway
-        self.worker = TaskWorker(gateway, concurrency=gateway.settings.worker_concurrency) if run_worker else None
+    def __init__(self, deps: TaskDeps, *, run_worker: bool) -> None:
+        self.deps = deps
+        self.worker = TaskWorker(deps) if run_worker else None
         self._loops: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        settings = self.gateway.settings
-        self._every("hold-sweeper", settings.sweep_interval_s, self._sweep)
+        self._every("hold-sweeper", self.deps.sweep_interval_s, self._sweep)
         if self.worker is not None:
             self._loops.append(asyncio.create_task(self.worker.run(), name="task-worker"))
-            self._every("callbacks", settings.worker_poll_s, self._callbacks)
+            self._every("callbacks", self.deps.worker_poll_s, self._callbacks)
             self._every("retention", RETENTION_INTERVAL_S, self._retention)
 
     async def stop(self, grace_s: float) -> None:
@@ -54,10 +53,10 @@ class Background:
         self._loops.append(asyncio.create_task(loop(), name=name))
 
     async def _sweep(self) -> int:
-        return await expire_stale_holds(self.gateway.db, self.gateway.settings.hold_timeout_s)
+        return await expire_stale_holds(self.deps.db, self.deps.hold_timeout_s)
 
     async def _callbacks(self) -> int:
-        return await deliver_due_callbacks(self.gateway)
+        return await deliver_due_callbacks(self.deps)
 
     async def _retention(self) -> int:
-        return await purge_expired(self.gateway)
+        return await purge_expired(self.deps.db, self.deps.files.blobs)

@@ -14,11 +14,11 @@ from datetime import timedelta
 import orjson
 from sqlalchemy import select, update
 
-from app.accounts.models import Account
+from app.billing.models import Account
 from app.callbacks.delivery import guarded_deliver
 from app.callbacks.signing import webhook_headers
 from app.db import utcnow
-from app.runtime import Gateway
+from app.tasks.deps import TaskDeps
 from app.tasks.models import Task
 from app.tasks.service import render_task
 
@@ -32,20 +32,20 @@ DELIVERY_TIMEOUT_S = 15.0
 CLAIM_S = 120.0
 
 
-async def deliver_due_callbacks(gateway: Gateway, limit: int = 10) -> int:
+async def deliver_due_callbacks(deps: TaskDeps, limit: int = 10) -> int:
     """Attempt every callback that is due (up to `limit`); returns how many were attempted."""
-    claimed = await _claim(gateway, limit)
+    claimed = await _claim(deps, limit)
     for task_id in claimed:
         try:
-            await _attempt(gateway, task_id)
+            await _attempt(deps, task_id)
         except Exception:  # one broken row must not stop the others
             log.exception("callback for %s failed unexpectedly", task_id)
     return len(claimed)
 
 
-async def _claim(gateway: Gateway, limit: int) -> list[str]:
+async def _claim(deps: TaskDeps, limit: int) -> list[str]:
     now = utcnow()
-    async with gateway.db.transaction() as session:
+    async with deps.db.transaction() as session:
         due = list(
             (
                 await session.scalars(
@@ -67,16 +67,16 @@ async def _claim(gateway: Gateway, limit: int) -> list[str]:
     return due
 
 
-async def _attempt(gateway: Gateway, task_id: str) -> None:
-    async with gateway.db.sessions() as session:
+async def _attempt(deps: TaskDeps, task_id: str) -> None:
+    async with deps.db.sessions() as session:
         task = await session.get(Task, task_id)
         account = await session.get(Account, task.account_id) if task is not None else None
     if task is None or account is None or task.callback_url is None or task.webhook_id is None:
         return
-    body = orjson.dumps(render_task(task, gateway.files.signer, gateway.settings.public_url))
+    body = orjson.dumps(render_task(task, deps.files.signer, deps.public_url))
     headers = {"content-type": "application/json", **webhook_headers(account.webhook_secret, task.webhook_id, body)}
     outcome = await guarded_deliver(
-        gateway.callback_http, task.callback_url, gateway.settings.callback_networks, body, headers, DELIVERY_TIMEOUT_S
+        deps.callback_http, task.callback_url, deps.callback_networks, body, headers, DELIVERY_TIMEOUT_S
     )
     attempts = task.callback_attempts + 1
     if outcome.delivered:
@@ -85,9 +85,9 @@ async def _attempt(gateway: Gateway, task_id: str) -> None:
         values = {"callback_status": "failed", "callback_next_at": None}
         log.warning("giving up on the callback of %s after %d attempts: %s", task_id, attempts, outcome.reason)
     else:
-        delay = BACKOFF[attempts - 1] * gateway.settings.callback_retry_base_s
+        delay = BACKOFF[attempts - 1] * deps.callback_retry_base_s
         values = {"callback_next_at": utcnow() + timedelta(seconds=delay)}
-    async with gateway.db.transaction() as session:
+    async with deps.db.transaction() as session:
         await session.execute(
             update(Task)
             .where(Task.id == task_id)

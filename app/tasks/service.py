@@ -14,10 +14,9 @@ from app.db import new_id, utcnow
 from app.errors import NotFound
 from app.files.models import StoredFile
 from app.files.signing import UrlSigner
-from app.generation.service import Generated
-from app.generation.types import ImageRequest
+from app.generation.service import Generated, GenerationService
+from app.images import ImageRequest
 from app.keys.auth import Caller
-from app.runtime import Gateway
 from app.tasks.models import Task
 
 
@@ -30,18 +29,19 @@ def request_from_json(data: dict[str, Any]) -> ImageRequest:
 
 
 async def submit(
-    gateway: Gateway,
+    generation: GenerationService,
     caller: Caller,
     request: ImageRequest,
     endpoint: str,
     *,
+    retention_days: float,
     callback_url: str | None,
     public_base: str,
 ) -> Task:
     """Hold the credits and queue the task in one transaction: a 402 comes now, not later, and
     no task can exist without its hold (or a hold without its task)."""
     request = dataclasses.replace(request, response_format="url")  # task results are always files
-    retention = timedelta(days=gateway.settings.retention_days)
+    retention = timedelta(days=retention_days)
     task_id = new_id("task")
     created: list[Task] = []
 
@@ -70,8 +70,8 @@ async def submit(
         created.append(task)
 
     # A queued task keeps its hold until it runs or its retention ends.
-    async with gateway.generation.limited(caller):  # rate limits count submissions
-        await gateway.generation.admit(caller, request, endpoint, hold_for=retention, on_hold=queue)
+    async with generation.limited(caller):  # rate limits count submissions
+        await generation.admit(caller, request, endpoint, hold_for=retention, on_hold=queue)
     return created[0]
 
 

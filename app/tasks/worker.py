@@ -24,28 +24,28 @@ from app.billing.models import UsageRecord
 from app.db import utcnow
 from app.errors import GatewayError
 from app.generation.service import Finish, Generated
-from app.runtime import Gateway
 from app.tasks import service
+from app.tasks.deps import TaskDeps
 from app.tasks.models import Task
 
 log = logging.getLogger("app.tasks.worker")
 
 
 class TaskWorker:
-    def __init__(self, gateway: Gateway, *, concurrency: int = 4) -> None:
-        self.gateway = gateway
+    def __init__(self, deps: TaskDeps) -> None:
+        self.deps = deps
         self.owner = f"{socket.gethostname()}:{secrets.token_hex(4)}"
-        self.concurrency = concurrency
+        self.concurrency = deps.worker_concurrency
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
 
     @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=self.gateway.settings.task_lease_s)
+        return timedelta(seconds=self.deps.task_lease_s)
 
     async def run(self) -> None:
         """Claim and run tasks until `stop()`."""
-        poll = self.gateway.settings.worker_poll_s
+        poll = self.deps.worker_poll_s
         while not self._stopping.is_set():
             claimed = None
             if len(self._running) < self.concurrency:
@@ -74,7 +74,7 @@ class TaskWorker:
 
     async def claim(self) -> Task | None:
         now = utcnow()
-        async with self.gateway.db.transaction() as session:
+        async with self.deps.db.transaction() as session:
             candidate = await session.scalar(
                 select(Task.id)
                 .where(
@@ -121,14 +121,14 @@ class TaskWorker:
             self._running.pop(task.id, None)
 
     async def _execute(self, task: Task) -> None:
-        async with self.gateway.db.sessions() as session:
+        async with self.deps.db.sessions() as session:
             record = await session.get(UsageRecord, task.request_id)
         if record is None or record.status != "pending":
             # The hold ended already (a previous run settled it, or it expired): nothing to redo.
             await self._finish_without_hold(task, record)
             return
         request = service.request_from_json(task.request)
-        admitted = await self.gateway.generation.readmit(_terms(record), request)
+        admitted = await self.deps.generation.readmit(_terms(record), request)
 
         async def settled(session: AsyncSession, generated: Generated) -> None:
             await service.mark_succeeded(session, task.id, generated)
@@ -137,10 +137,10 @@ class TaskWorker:
             await service.mark_ended(session, task.id, status, error.code, error.message)
 
         finish = Finish(on_settled=settled, on_failed=failed, requeue_on_cancel=self._stopping.is_set)
-        await self.gateway.generation.execute(admitted, finish)
+        await self.deps.generation.execute(admitted, finish)
 
     async def _finish_without_hold(self, task: Task, record: UsageRecord | None) -> None:
-        async with self.gateway.db.transaction() as session:
+        async with self.deps.db.transaction() as session:
             if record is not None and record.status == "succeeded":
                 # Settled by an earlier run whose task update is in the same transaction: only
                 # a row changed underneath us gets here. Leave it as the settlement wrote it.
@@ -151,12 +151,12 @@ class TaskWorker:
 
     async def _heartbeat(self, task_id: str, job: asyncio.Task[object] | None) -> None:
         """Renew the lease while the job runs, and ask it to stop when its task was canceled."""
-        interval = max(self.gateway.settings.task_lease_s / 3, 0.05)
+        interval = max(self.deps.task_lease_s / 3, 0.05)
         asked_to_stop = False
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self.gateway.db.transaction() as session:
+                async with self.deps.db.transaction() as session:
                     await session.execute(
                         update(Task)
                         .where(Task.id == task_id, Task.lease_owner == self.owner, Task.status == "running")
@@ -174,7 +174,7 @@ class TaskWorker:
                 asked_to_stop = True
 
     async def _requeue(self, task_id: str) -> None:
-        async with self.gateway.db.transaction() as session:
+        async with self.deps.db.transaction() as session:
             await session.execute(
                 update(Task)
                 .where(Task.id == task_id, Task.lease_owner == self.owner, Task.status == "running")

@@ -10,9 +10,8 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.models import Account
 from app.billing.amounts import render
-from app.billing.models import LedgerEntry
+from app.billing.models import Account, LedgerEntry
 from app.db import credits_literal, new_id, utcnow
 from app.errors import InvalidValue, NotFound
 

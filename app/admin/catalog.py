@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from app.api.admin_types import Text
+from app.admin.catalog_schemas import ChannelCreate, ChannelFields, ChannelHealthOut, ChannelOut, ModelIn, ModelOut
+from app.admin.types import Text
 from app.api.deps import AdminGateway, AdminSession
 from app.catalog import service
-from app.catalog.schemas import ChannelCreate, ChannelFields, ChannelHealthOut, ChannelOut, ModelIn, ModelOut
 from app.errors import InvalidValue
 from app.routing.health import HealthView
 from app.runtime import Gateway

@@ -8,11 +8,11 @@ from decimal import Decimal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.accounts import service
-from app.accounts.models import Account
-from app.api.admin_types import Amount, Credits, RowId, Text
+from app.admin.types import Amount, Credits, RowId, Text
 from app.api.deps import AdminSession
+from app.billing import accounts as service
 from app.billing.amounts import MAX_AMOUNT, render
+from app.billing.models import Account
 from app.errors import InvalidValue
 
 router = APIRouter(prefix="/admin/accounts", tags=["admin: accounts"])

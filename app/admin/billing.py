@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from app.api.admin_types import Credits, Instant, Text
+from app.admin.types import Credits, Instant, Text
 from app.api.deps import AdminGateway
 from app.billing.ledger_check import check_ledger
 from app.billing.usage_export import export_csv

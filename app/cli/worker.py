@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from app.runtime import open_gateway
+from app.runtime import open_gateway, task_deps
 from app.settings import Settings
 from app.tasks.background import Background
 
@@ -19,7 +19,7 @@ async def run_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with open_gateway(settings) as gateway:
-        background = Background(gateway, run_worker=True)
+        background = Background(task_deps(gateway), run_worker=True)
         background.start()
         log.info("worker %s started", background.worker.owner if background.worker else "?")
         await stop.wait()

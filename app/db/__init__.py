@@ -20,9 +20,9 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.types import TypeDecorator
 
-from app.write_gate import WriteGate
+from app.db.write_gate import WriteGate
 
-Lane = Literal["admit", "settle"]  # the hot path's two write transactions, see app/write_gate.py
+Lane = Literal["admit", "settle"]  # the hot path's two write transactions, see app/db/write_gate.py
 SCALE = 10_000  # amounts and multipliers are stored as integers in 1/10,000
 READ_ONLY = "gateway_read_only"  # execution option of the sessions that only read
 OWN_BEGIN = "gateway_own_begin"  # execution option: Database.transaction emits the BEGIN itself
@@ -164,7 +164,7 @@ class Database:
             if self._is_sqlite:
                 # BEGIN IMMEDIATE in one hop to the driver's thread (through SQLAlchemy's adapter,
                 # as the begin listener does, it takes three); every statement that follows,
-                # ORM or driver SQL (app/hot_sql.py), runs inside it on this same connection.
+                # ORM or driver SQL (app/db/hot_sql.py), runs inside it on this same connection.
                 raw = await (await session.connection()).get_raw_connection()
                 await raw.driver_connection.execute_fetchall("BEGIN IMMEDIATE")  # type: ignore[union-attr]
             yield session

@@ -131,3 +131,19 @@ class GeneratedImage:
 class ImageResult:
     images: list[GeneratedImage]
     filtered_reasons: list[str] = field(default_factory=list)
+
+
+# What the gateway delivers, read from the bytes (never from an upstream's label).
+ACCEPTED_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+def sniff_image_type(head: bytes) -> str | None:
+    """The image type from its first bytes (at least 12 for WebP), or None when it is not an
+    image the gateway delivers."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -8,10 +8,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.admin_types import MAX_CONCURRENCY, Credits, Multiplier, Text
+from app.admin.types import MAX_CONCURRENCY, Credits, Multiplier, Text
 from app.catalog.models import CatalogModel, Channel
 from app.catalog.secrets import SECRET_AUTH_FIELDS
-from app.generation.types import ASPECT_RATIOS, IMAGE_SIZES, OPTIONAL_PARAMETERS
+from app.images import ASPECT_RATIOS, IMAGE_SIZES, OPTIONAL_PARAMETERS
 from app.providers.registry import PROVIDER_NAMES
 
 

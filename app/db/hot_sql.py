@@ -9,7 +9,7 @@ is byte for byte what the ORM would store), and it runs:
 
 - on SQLite, straight on the aiosqlite connection inside the session's transaction. That
   transaction is always open: every write transaction starts with an explicit BEGIN IMMEDIATE
-  (app/db.py), so the statements commit or roll back with it;
+  (app/db/__init__.py), so the statements commit or roll back with it;
 - elsewhere, through `exec_driver_sql`, which keeps the driver adapter's own transaction handling
   (asyncpg starts its transaction lazily, on the first statement the adapter sees).
 """

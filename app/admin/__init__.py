@@ -1,0 +1,1 @@
+"""The admin API: operators manage accounts, keys, models, channels and read usage (the edge)."""
