@@ -1,7 +1,7 @@
 """The one error type the gateway raises toward callers, and the codes of the contract.
 
-Every failure a caller can see is a `GatewayError`; a single handler in `app.api.errors` turns it
-into the OpenAI-shaped body (or Google's shape on the `:predict` relay).
+Every failure a caller can see is a `GatewayError`; a single handler in `app.http.errors` turns it
+into the OpenAI-shaped body (or, asked of the route, Google's shape on the `:predict` relay).
 """
 
 from __future__ import annotations
@@ -128,6 +128,11 @@ class InternalError(GatewayError):
 
     def __init__(self, message: str = "Internal error; nothing was charged.") -> None:
         super().__init__(message)
+
+
+# The contract's 429 rule: a Retry-After sent to callers is at most this many seconds (the openai
+# SDK gives up on larger values instead of waiting).
+MAX_RETRY_AFTER_S = 120
 
 
 class RateLimited(GatewayError):

@@ -9,23 +9,46 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeGuard, get_args
 
 import orjson
 
-ASPECT_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
-IMAGE_SIZES = ("1K", "2K")
-PERSON_GENERATION = ("dont_allow", "allow_adult", "allow_all")
-OUTPUT_FORMATS = ("png", "jpeg")
-RESPONSE_FORMATS = ("b64_json", "url")
-MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+# The request's enumerated fields: each type, and the tuple of its values the edge checks against
+# (made from the type, so the two cannot drift apart).
+AspectRatio = Literal["1:1", "3:4", "4:3", "9:16", "16:9"]
+ImageSize = Literal["1K", "2K"]
+PersonGeneration = Literal["dont_allow", "allow_adult", "allow_all"]
+OutputFormat = Literal["png", "jpeg"]
+ResponseFormat = Literal["b64_json", "url"]
+
+ASPECT_RATIOS: tuple[AspectRatio, ...] = get_args(AspectRatio)
+IMAGE_SIZES: tuple[ImageSize, ...] = get_args(ImageSize)
+PERSON_GENERATION: tuple[PersonGeneration, ...] = get_args(PersonGeneration)
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
+RESPONSE_FORMATS: tuple[ResponseFormat, ...] = get_args(ResponseFormat)
+DEFAULT_ASPECT_RATIO: AspectRatio = "1:1"
+DEFAULT_IMAGE_SIZE: ImageSize = "1K"  # also the only size some models offer
+MIME_TYPES: dict[OutputFormat, str] = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def is_aspect_ratio(value: object) -> TypeGuard[AspectRatio]:
+    return value in ASPECT_RATIOS
+
+
+def is_image_size(value: object) -> TypeGuard[ImageSize]:
+    return value in IMAGE_SIZES
+
+
+def is_person_generation(value: object) -> TypeGuard[PersonGeneration]:
+    return value in PERSON_GENERATION
+
 
 # Optional parameters a model may declare in its catalog entry; anything else is refused.
 OPTIONAL_PARAMETERS = ("negative_prompt", "seed", "person_generation", "quality", "background")
 
 # Pixel dimensions for each (image size, aspect ratio): Imagen's documented output sizes, which
 # the gateway uses as its canonical table for every model.
-DIMENSIONS: dict[tuple[str, str], tuple[int, int]] = {
+DIMENSIONS: dict[tuple[ImageSize, AspectRatio], tuple[int, int]] = {
     ("1K", "1:1"): (1024, 1024),
     ("1K", "3:4"): (896, 1280),
     ("1K", "4:3"): (1280, 896),
@@ -44,13 +67,13 @@ class ImageRequest:
     model: str  # as the caller named it: an id or an alias
     prompt: str
     n: int = 1
-    aspect_ratio: str = "1:1"
-    image_size: str = "1K"
+    aspect_ratio: AspectRatio = DEFAULT_ASPECT_RATIO
+    image_size: ImageSize = DEFAULT_IMAGE_SIZE
     seed: int | None = None
     negative_prompt: str | None = None
-    person_generation: str | None = None
-    output_format: str = "png"
-    response_format: str = "b64_json"
+    person_generation: PersonGeneration | None = None
+    output_format: OutputFormat = "png"
+    response_format: ResponseFormat = "b64_json"
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     # Provider parameters the model must declare (e.g. OpenAI's quality); see OPTIONAL_PARAMETERS.

@@ -14,10 +14,10 @@ from app.admin.billing import router as billing_admin
 from app.admin.catalog import router as catalog_admin
 from app.admin.keys import router as keys_admin
 from app.api import caller, files, google_relay, health, images, metrics_route, tasks
-from app.api.errors import install_error_handlers
 from app.api.google_wire import PredictBody
-from app.api.middleware import RequestIdMiddleware
 from app.api.unified_wire import ImagesGenerationBody
+from app.http.errors import install_error_handlers
+from app.http.middleware import RequestIdMiddleware
 from app.memory import tune_malloc
 from app.observability.logs import quiet_secret_bearing_loggers
 from app.runtime import open_gateway, task_deps

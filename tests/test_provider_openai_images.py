@@ -16,7 +16,7 @@ import pytest
 from openai import AsyncOpenAI
 from PIL import Image
 
-from app.images import Base64Text, GeneratedImage, ImageRequest
+from app.images import AspectRatio, Base64Text, GeneratedImage, ImageRequest, ImageSize
 from app.net.guarded_fetch import MAX_FETCH_BYTES, GuardedFetcher
 from app.providers.errors import ContentFiltered, UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
 from app.providers.image_fetch import fetch_image
@@ -91,7 +91,7 @@ MODERATION_BLOCKED = {
     ],
 )
 def test_sizes_follow_the_upstream_models_family(
-    upstream_model: str, image_size: str, aspect_ratio: str, size: str
+    upstream_model: str, image_size: ImageSize, aspect_ratio: AspectRatio, size: str
 ) -> None:
     request = ImageRequest(model=MODEL, prompt="p", image_size=image_size, aspect_ratio=aspect_ratio)
     family = family_of(upstream_model)

@@ -11,7 +11,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from app.providers.upstream_http import MAX_RETRY_AFTER_S, retry_after
+from app.providers.upstream_http import MAX_UPSTREAM_RETRY_AFTER_S, retry_after
 from app.settings import Settings
 from tests.fakes.channels import Upstreams, ok, status
 from tests.fakes.upstream import FakeUpstream
@@ -42,7 +42,7 @@ def test_an_unparseable_retry_after_is_unknown(value: str) -> None:
 
 @pytest.mark.parametrize("value", HUGE)
 def test_a_huge_retry_after_is_clamped(value: str) -> None:
-    assert retry_after(httpx.Headers({"retry-after": value})) == MAX_RETRY_AFTER_S
+    assert retry_after(httpx.Headers({"retry-after": value})) == MAX_UPSTREAM_RETRY_AFTER_S
 
 
 def test_valid_retry_after_values() -> None:

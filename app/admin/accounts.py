@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.admin.types import Amount, Credits, RowId, Text
-from app.api.deps import AdminSession
 from app.billing import accounts as service
 from app.billing.amounts import MAX_AMOUNT, render
 from app.billing.models import Account
 from app.errors import InvalidValue
+from app.http.deps import AdminSession
 
 router = APIRouter(prefix="/admin/accounts", tags=["admin: accounts"])
 

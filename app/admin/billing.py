@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.admin.types import Credits, Instant, Text
-from app.api.deps import AdminGateway
 from app.billing.ledger_check import check_ledger
 from app.billing.usage_export import export_csv
 from app.billing.usage_report import GROUPINGS, UsageReport, check_range, parse_group_by, usage_report
+from app.http.deps import AdminGateway
 
 router = APIRouter(prefix="/admin", tags=["admin: billing"])
 

@@ -10,11 +10,10 @@ from pydantic import BaseModel
 
 from app.admin.catalog_schemas import ChannelCreate, ChannelFields, ChannelHealthOut, ChannelOut, ModelIn, ModelOut
 from app.admin.types import Text
-from app.api.deps import AdminGateway, AdminSession
 from app.catalog import service
 from app.errors import InvalidValue
-from app.routing.health import HealthView
-from app.runtime import Gateway
+from app.http.deps import AdminGateway, AdminSession
+from app.routing.health import HealthStore, HealthView
 
 router = APIRouter(prefix="/admin", tags=["admin: catalog"])
 
@@ -42,9 +41,9 @@ async def put_model(model_id: Text, body: ModelIn, session: AdminSession, respon
     return ModelOut.of(row)
 
 
-async def _live_health(gateway: Gateway, channel_ids: list[str]) -> dict[str, ChannelHealthOut]:
+async def _live_health(health: HealthStore, channel_ids: list[str]) -> dict[str, ChannelHealthOut]:
     now = time.time()
-    states = await gateway.health.states(channel_ids)
+    states = await health.states(channel_ids)
     return {cid: _health_out(HealthView.of(state, now)) for cid, state in states.items()}
 
 
@@ -67,7 +66,7 @@ def _when(epoch: float | None) -> datetime | None:
 @router.get("/channels", response_model=ChannelList)
 async def list_channels(session: AdminSession, gateway: AdminGateway) -> ChannelList:
     rows = await service.list_channels(session)
-    health = await _live_health(gateway, [row.id for row in rows])
+    health = await _live_health(gateway.health, [row.id for row in rows])
     return ChannelList(data=[ChannelOut.of(row, health.get(row.id)) for row in rows])
 
 
@@ -81,7 +80,7 @@ async def create_channel(body: ChannelCreate, session: AdminSession, gateway: Ad
 @router.get("/channels/{channel_id}", response_model=ChannelOut)
 async def get_channel(channel_id: Text, session: AdminSession, gateway: AdminGateway) -> ChannelOut:
     row = await service.get_channel(session, channel_id)
-    health = await _live_health(gateway, [row.id])
+    health = await _live_health(gateway.health, [row.id])
     return ChannelOut.of(row, health.get(row.id))
 
 

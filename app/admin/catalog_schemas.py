@@ -43,7 +43,7 @@ class ModelIn(_AcceptsWhatGetReturns):
     aliases: list[Text] = Field(default_factory=list)
     max_images: int = Field(4, ge=1, le=10)
     max_prompt_chars: int = Field(4000, ge=1, le=100_000)
-    aspect_ratios: list[str] = Field(default_factory=lambda: list(ASPECT_RATIOS), min_length=1)
+    aspect_ratios: list[str] = Field(default_factory=lambda: list[str](ASPECT_RATIOS), min_length=1)
     image_sizes: list[str] = Field(default_factory=lambda: ["1K"], min_length=1)
     parameters: list[str] = Field(default_factory=list)
     description: Text = Field("", max_length=500)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.admin.types import MAX_CONCURRENCY, MAX_RPM, Amount, Credits, Instant, Text
-from app.api.deps import AdminSession
+from app.http.deps import AdminSession
 from app.keys import service
 from app.keys.models import ApiKey
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.api.aliases import add_caller_route
-from app.api.schemas import AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
+from app.api.schemas import ERROR_RESPONSES, AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
 from app.billing.accounts import get_account
 from app.billing.amounts import render
+from app.http.aliases import add_caller_route
+from app.http.deps import GatewayDep
 from app.keys.auth import authenticate
-from app.runtime import gateway_of
 
 router = APIRouter(tags=["caller"])
 
 
-async def list_models(request: Request) -> ModelList:
-    gateway = gateway_of(request)
+async def list_models(request: Request, gateway: GatewayDep) -> ModelList:
     caller = await authenticate(gateway.keys, request)
     snapshot = await gateway.catalog.get()
     data = []
@@ -40,8 +39,7 @@ async def list_models(request: Request) -> ModelList:
     return ModelList(data=data)
 
 
-async def account_info(request: Request) -> AccountInfo:
-    gateway = gateway_of(request)
+async def account_info(request: Request, gateway: GatewayDep) -> AccountInfo:
     caller = await authenticate(gateway.keys, request)
     async with gateway.db.sessions() as session:
         account = await get_account(session, caller.account_id)
@@ -55,7 +53,13 @@ async def account_info(request: Request) -> AccountInfo:
 
 
 add_caller_route(
-    router, "/models", list_models, method="GET", response_model=ModelList, summary="Models this key may use"
+    router,
+    "/models",
+    list_models,
+    method="GET",
+    response_model=ModelList,
+    summary="Models this key may use",
+    responses=ERROR_RESPONSES,
 )
 add_caller_route(
     router,
@@ -64,4 +68,5 @@ add_caller_route(
     method="GET",
     response_model=AccountInfo,
     summary="The calling key and its account's credits",
+    responses=ERROR_RESPONSES,
 )

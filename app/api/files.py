@@ -8,9 +8,9 @@ from fastapi.responses import Response
 from app.errors import GatewayError, NotFound
 from app.files.blobs import BlobNotFound
 from app.files.models import StoredFile
+from app.http.deps import GatewayDep
 from app.images import sniff_image_type
 from app.keys.auth import authenticate, presented_key
-from app.runtime import gateway_of
 
 router = APIRouter(tags=["files"])
 
@@ -40,8 +40,9 @@ class SignatureRejected(GatewayError):
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}, 403: {}, 404: {}},
     response_class=Response,
 )
-async def get_file(request: Request, file_id: str, expires: str | None = None, sig: str | None = None) -> Response:
-    gateway = gateway_of(request)
+async def get_file(
+    request: Request, file_id: str, gateway: GatewayDep, expires: str | None = None, sig: str | None = None
+) -> Response:
     signed = expires is not None or sig is not None
     account_id: str | None = None
     if signed:

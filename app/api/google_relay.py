@@ -9,20 +9,28 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.api.body import endpoint_of, read_json
-from app.api.disconnect import unless_disconnected
-from app.api.google_wire import empty_prediction, parse_predict_request, rai_only, render_predictions
-from app.api.idempotent import Template, file_refs, with_idempotency
-from app.billing.amounts import render
-from app.errors import NotFound
+from app.api.google_wire import PredictAnswer, empty_prediction, google_error_body, parse_predict_request, rai_only
+from app.api.idempotent import with_idempotency
+from app.api.replay import ReplayTemplate
+from app.api.schemas import GOOGLE_ERROR_RESPONSES, PredictResponse
+from app.errors import GatewayError, NotFound
 from app.generation.service import AllImagesFiltered
-from app.keys.auth import authenticate
-from app.runtime import gateway_of
+from app.http.caller_post import GooglePostDep
+from app.http.disconnect import unless_disconnected
+from app.http.errors import WireRoute
 
-router = APIRouter(tags=["google-native"])
+
+class GoogleRoute(WireRoute):
+    """Every error on the relay, from a missing key to a 500, in Google's shape."""
+
+    def error_body(self, error: GatewayError, request_id: str | None) -> dict[str, object]:
+        return google_error_body(error)
+
+
+router = APIRouter(tags=["google-native"], route_class=GoogleRoute)
 
 PREDICT_PATHS = (
     "/v1beta/models/{model}:predict",
@@ -38,24 +46,23 @@ _OPENAPI_BODY = {
 }
 
 
-async def predict(request: Request, model: str) -> Response:
-    # Set before anything can fail, so every error (auth included) comes back in Google's shape.
-    request.state.google_errors = True
+async def known_version(request: Request) -> None:
+    """Vertex paths carry an API version; another one is no route (before the key is looked at)."""
     version = request.path_params.get("version")
     if version is not None and version not in ("v1", "v1beta1"):
         raise NotFound(f"No route {request.url.path}: the version must be v1 or v1beta1.")
-    gateway = gateway_of(request)
-    caller = await authenticate(gateway.keys, request, google=True)
-    raw, body = await read_json(request, gateway.settings.max_body_bytes)
-    image_request, params = parse_predict_request(model, body)
-    base_url = gateway.settings.public_url or str(request.base_url)
 
-    async def produce(keep_files: bool) -> tuple[Response, Template | None]:
+
+async def predict(request: Request, model: str, post: GooglePostDep) -> Response:
+    gateway = post.gateway
+    image_request, params = parse_predict_request(model, post.body)
+
+    async def produce(keep_files: bool) -> tuple[Response, ReplayTemplate | None]:
         try:
             generated = await unless_disconnected(
                 request,
                 gateway.generation.generate(
-                    caller, replace(image_request, keep_files=keep_files), endpoint=endpoint_of(request)
+                    post.caller, replace(image_request, keep_files=keep_files), endpoint=post.endpoint
                 ),
             )
         except AllImagesFiltered as filtered:
@@ -65,26 +72,10 @@ async def predict(request: Request, model: str) -> Response:
                 rai_only(filtered.reasons) if params.include_rai_reason and filtered.reasons else empty_prediction()
             )
             return Response(answer, media_type="application/json", headers={"x-gateway-credits": "0"}), None
-        headers = {
-            "x-gateway-request-id": generated.request_id,
-            "x-gateway-credits": render(generated.billing.credits),
-            "x-gateway-balance": render(generated.billing.balance),
-        }
-        response = Response(
-            render_predictions(generated, params.include_rai_reason), media_type="application/json", headers=headers
-        )
-        rai = generated.filtered_reasons if params.include_rai_reason else []
-        template = {
-            "kind": "predict",
-            "model": generated.model.id,  # a replay by another key of the account checks it
-            "response_format": "b64_json",
-            "files": file_refs(generated.files),
-            "rai_reasons": rai,
-            "headers": headers,
-        }
-        return response, template
+        kept = PredictAnswer.of(generated, params.include_rai_reason)
+        return kept.live_response(generated), kept
 
-    return await with_idempotency(request, gateway, caller, raw, base_url, produce)
+    return await with_idempotency(request, post, produce)
 
 
 # `predict` reads these from request.path_params (one handler serves every path), so FastAPI cannot
@@ -115,5 +106,9 @@ for _path in PREDICT_PATHS:
             "Imagen's request and response format. Auth: Bearer, x-goog-api-key or ?key=. "
             "All images filtered: 200 with {}. Credits charged are in the x-gateway-credits header."
         ),
+        response_model=PredictResponse,
+        responses=GOOGLE_ERROR_RESPONSES,
         openapi_extra=_openapi_extra(_path),
+        # Route dependencies run before the endpoint's: an unknown version is a 404 before a 401.
+        dependencies=[Depends(known_version)],
     )

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.runtime import gateway_of
+from app.http.deps import GatewayDep
 
 router = APIRouter(tags=["operations"])
 
@@ -15,8 +15,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="The database (and Redis, when configured) is reachable", response_model=None)
-async def readyz(request: Request) -> JSONResponse:
-    gateway = gateway_of(request)
+async def readyz(gateway: GatewayDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         async with gateway.db.sessions() as session:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.aliases import add_caller_route
-from app.api.body import endpoint_of, read_json
-from app.api.disconnect import unless_disconnected
-from app.api.idempotent import Template, file_refs, with_idempotency
+from app.api.idempotent import with_idempotency
+from app.api.replay import ReplayTemplate
 from app.api.schemas import ERROR_RESPONSES, ImagesResponse
-from app.api.tasks import TaskObject, task_response
-from app.api.unified_wire import image_items, images_body, parse_images_request
+from app.api.tasks import TaskAnswer, TaskObject, task_response
+from app.api.unified_wire import ImagesAnswer, parse_images_request
 from app.errors import InvalidValue
-from app.keys.auth import authenticate
+from app.http.aliases import add_caller_route
+from app.http.caller_post import CallerPostDep
+from app.http.disconnect import unless_disconnected
 from app.net.ssrf import URLRefused, check_without_dns
-from app.runtime import gateway_of
 from app.tasks import service as tasks
 
 router = APIRouter(tags=["images"])
@@ -31,12 +29,9 @@ _OPENAPI_BODY = {
 }
 
 
-async def create_images(request: Request) -> Response:
-    gateway = gateway_of(request)
-    caller = await authenticate(gateway.keys, request)
-    raw, body_json = await read_json(request, gateway.settings.max_body_bytes)
-    image_request, body = parse_images_request(body_json)
-    base_url = gateway.settings.public_url or str(request.base_url)
+async def create_images(request: Request, post: CallerPostDep) -> Response:
+    gateway, caller, base_url = post.gateway, post.caller, post.base_url
+    image_request, body = parse_images_request(post.body)
     queued = body.callback_url is not None or body.async_
     if body.callback_url is not None:
         try:
@@ -44,37 +39,27 @@ async def create_images(request: Request) -> Response:
         except URLRefused as refused:
             raise InvalidValue(f"callback_url is refused: {refused}", param="callback_url") from None
 
-    async def produce(keep_files: bool) -> tuple[Response, Template | None]:
+    async def produce(keep_files: bool) -> tuple[Response, ReplayTemplate | None]:
         if queued:
             task = await tasks.submit(
                 gateway.generation,
                 caller,
                 image_request,
-                endpoint_of(request),
+                post.endpoint,
                 retention_days=gateway.settings.retention_days,
                 callback_url=body.callback_url,
                 public_base=base_url,
             )
-            return task_response(request, task, 202), {
-                "kind": "task",
-                "task_id": task.id,
-                "account_id": caller.account_id,
-            }
+            response = task_response(task, gateway.files.signer, gateway.settings.public_url, 202)
+            return response, TaskAnswer(task_id=task.id, account_id=caller.account_id)
         wanted = replace(image_request, keep_files=keep_files)
         generated = await unless_disconnected(
-            request, gateway.generation.generate(caller, wanted, endpoint=endpoint_of(request))
+            request, gateway.generation.generate(caller, wanted, endpoint=post.endpoint)
         )
-        items = image_items(generated, wanted.response_format, gateway.files.signer, base_url)
-        response = Response(orjson.dumps(images_body(generated, items)), media_type="application/json")
-        template = {
-            "kind": "images",
-            "response_format": wanted.response_format,
-            "files": file_refs(generated.files),
-            "body": images_body(generated, []),
-        }
-        return response, template
+        answer = ImagesAnswer.of(generated, wanted.response_format)
+        return answer.live_response(generated, gateway.files.signer, base_url), answer
 
-    return await with_idempotency(request, gateway, caller, raw, base_url, produce)
+    return await with_idempotency(request, post, produce)
 
 
 add_caller_route(

@@ -10,14 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.gauges import read_gauges
 from app.errors import MetricsUnauthorized
-from app.runtime import gateway_of
+from app.http.deps import GatewayDep
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", summary="Prometheus metrics of this process", response_class=Response)
-async def metrics(request: Request) -> Response:
-    gateway = gateway_of(request)
+async def metrics(request: Request, gateway: GatewayDep) -> Response:
     require_metrics_token(request, gateway.settings.metrics_token)
     snapshot = await gateway.catalog.get()
     channels = {channel.id: channel.name for channel in snapshot.channels}

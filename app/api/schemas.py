@@ -1,4 +1,5 @@
-"""Response shapes of the caller API, for the OpenAPI document (bodies are rendered with orjson)."""
+"""Response shapes of the caller API, for the OpenAPI document. Bodies are rendered with orjson by
+the wire modules; tests/test_contract_bodies.py checks every body the app sends against these."""
 
 from __future__ import annotations
 
@@ -46,6 +47,31 @@ class ImagesResponse(BaseModel):
     filtered: list[FilteredImage] = Field(description="Images the upstream withheld; not charged.")
     billing: BillingBlock
     placeholder: bool | None = Field(None, description="True when served by the built-in local placeholder generator.")
+
+
+class Prediction(BaseModel):
+    """An image, or with `includeRaiReason` the reason one was withheld (`raiFilteredReason`)."""
+
+    # Google's wire names, camelCase.
+    bytesBase64Encoded: str | None = None
+    mimeType: str | None = None
+    raiFilteredReason: str | None = None
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction] | None = Field(
+        None, description="Absent (the body is {}) when every image was filtered, as Google answers."
+    )
+
+
+class GoogleErrorDetail(BaseModel):
+    code: int = Field(description="The HTTP status.")
+    message: str
+    status: str = Field(description="Google's status name, e.g. INVALID_ARGUMENT, UNAUTHENTICATED.")
+
+
+class GoogleErrorBody(BaseModel):
+    error: GoogleErrorDetail
 
 
 class ModelInfo(BaseModel):
@@ -99,5 +125,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         502: "upstream_error",
         503: "no_channel_available",
         504: "upstream_timeout",
+    }.items()
+}
+
+GOOGLE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": GoogleErrorBody, "description": description}
+    for status, description in {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        402: "RESOURCE_EXHAUSTED (insufficient credits)",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        413: "INVALID_ARGUMENT (body too large)",
+        415: "INVALID_ARGUMENT (not JSON)",
+        502: "UNAVAILABLE",
+        503: "UNAVAILABLE",
+        504: "DEADLINE_EXCEEDED",
     }.items()
 }

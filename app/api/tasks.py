@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.aliases import add_caller_route
-from app.api.schemas import BillingBlock
+from app.api.replay import ReplayContext
+from app.api.schemas import ERROR_RESPONSES, BillingBlock
+from app.files.signing import UrlSigner
+from app.http.aliases import add_caller_route
+from app.http.deps import GatewayDep
 from app.keys.auth import authenticate
-from app.runtime import gateway_of
 from app.tasks import service
 from app.tasks.models import Task
 
@@ -56,26 +59,50 @@ class TaskObject(BaseModel):
     metadata: dict[str, str]
 
 
-def task_response(request: Request, task: Task, status_code: int = 200) -> Response:
-    gateway = gateway_of(request)
-    body: dict[str, Any] = service.render_task(task, gateway.files.signer, gateway.settings.public_url)
+def task_response(task: Task, signer: UrlSigner, public_url: str | None, status_code: int = 200) -> Response:
+    """The task object (see `TaskObject`): its every answer, live or replayed, is rendered here."""
+    body: dict[str, Any] = service.render_task(task, signer, public_url)
     return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
 
-async def get_task(request: Request, task_id: str) -> Response:
-    gateway = gateway_of(request)
+@dataclass(frozen=True)
+class TaskAnswer:
+    """The replay template of kind "task": a queued request replays as the task's state now."""
+
+    kind: ClassVar[str] = "task"
+    task_id: str
+    account_id: str
+
+    async def _task(self, context: ReplayContext) -> Task:
+        async with context.db.sessions() as session:
+            return await service.get_task(session, self.account_id, self.task_id)
+
+    async def render(self, context: ReplayContext) -> Response:
+        return task_response(await self._task(context), context.files.signer, context.public_url)
+
+    async def served_model(self, context: ReplayContext) -> str | None:
+        return (await self._task(context)).model
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "task_id": self.task_id, "account_id": self.account_id}
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> TaskAnswer:
+        return cls(task_id=stored["task_id"], account_id=stored["account_id"])
+
+
+async def get_task(request: Request, task_id: str, gateway: GatewayDep) -> Response:
     caller = await authenticate(gateway.keys, request)
     async with gateway.db.sessions() as session:
         task = await service.get_task(session, caller.account_id, task_id)
-    return task_response(request, task)
+    return task_response(task, gateway.files.signer, gateway.settings.public_url)
 
 
-async def cancel_task(request: Request, task_id: str) -> Response:
-    gateway = gateway_of(request)
+async def cancel_task(request: Request, task_id: str, gateway: GatewayDep) -> Response:
     caller = await authenticate(gateway.keys, request)
     async with gateway.db.transaction() as session:
         task = await service.cancel(session, caller.account_id, task_id)
-    return task_response(request, task)
+    return task_response(task, gateway.files.signer, gateway.settings.public_url)
 
 
 add_caller_route(
@@ -85,6 +112,7 @@ add_caller_route(
     method="GET",
     response_model=TaskObject,
     summary="A task and, once it succeeded, its images",
+    responses=ERROR_RESPONSES,
 )
 add_caller_route(
     router,
@@ -93,6 +121,7 @@ add_caller_route(
     method="POST",
     response_model=TaskObject,
     summary="Cancel a queued task (released at once) or ask a running one to stop",
+    responses=ERROR_RESPONSES,
     description=(
         "A queued task is canceled at once and its hold released. A running task stops within a "
         "heartbeat if nothing was sent upstream yet; once its upstream call is out it finishes "

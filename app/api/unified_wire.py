@@ -1,4 +1,5 @@
-"""The unified/OpenAI images dialect: body → `ImageRequest`, `Generated` → response body.
+"""The unified/OpenAI images dialect: body → `ImageRequest`, `Generated` → response body (live and
+replayed, both from one `ImagesAnswer`).
 
 Accepts OpenAI's names (`n`, `size`, `response_format`, …) and the unified ones (`num_images`,
 `aspect_ratio`, `image_size`, …) in one schema.
@@ -6,15 +7,29 @@ Accepts OpenAI's names (`n`, `size`, `response_format`, …) and the unified one
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
+import orjson
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from app.api.errors import describe_validation_errors
+from app.api.replay import FileRef, ReplayContext, file_refs, read_base64, refs_from_json
 from app.errors import InvalidValue, UnsupportedParameter
 from app.files.signing import UrlSigner
 from app.generation.service import Generated
-from app.images import ASPECT_RATIOS, DIMENSIONS, ImageRequest
+from app.http.errors import describe_validation_errors
+from app.images import (
+    ASPECT_RATIOS,
+    DEFAULT_ASPECT_RATIO,
+    DEFAULT_IMAGE_SIZE,
+    DIMENSIONS,
+    AspectRatio,
+    ImageRequest,
+    ImageSize,
+    is_aspect_ratio,
+    is_image_size,
+)
 
 SEED_MAX = 4_294_967_295
 NEUTRAL_VALUES: dict[str, object] = {
@@ -104,18 +119,18 @@ def parse_images_request(raw: dict[str, Any]) -> tuple[ImageRequest, ImagesGener
     )
 
 
-def _dimensions(body: ImagesGenerationBody) -> tuple[str, str]:
+def _dimensions(body: ImagesGenerationBody) -> tuple[AspectRatio, ImageSize]:
     aspect_ratio = body.aspect_ratio
-    if aspect_ratio is not None and aspect_ratio not in ASPECT_RATIOS:
+    if not (aspect_ratio is None or is_aspect_ratio(aspect_ratio)):
         raise InvalidValue(
             f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}; got {aspect_ratio!r}.",
             param="aspect_ratio",
         )
     image_size = body.image_size
-    if image_size is not None and image_size not in ("1K", "2K"):
+    if not (image_size is None or is_image_size(image_size)):
         raise InvalidValue(f"image_size must be 1K or 2K; got {body.image_size!r}.", param="image_size")
     if body.size is None or body.size == "auto":
-        return aspect_ratio or "1:1", image_size or "1K"
+        return aspect_ratio or DEFAULT_ASPECT_RATIO, image_size or DEFAULT_IMAGE_SIZE
     matches = [key for key, dims in DIMENSIONS.items() if f"{dims[0]}x{dims[1]}" == body.size.lower()]
     if not matches:
         raise InvalidValue(
@@ -157,23 +172,91 @@ def _provider_extras(body: ImagesGenerationBody) -> dict[str, Any]:
     return extras
 
 
-def images_body(generated: Generated, data: list[dict[str, str]]) -> dict[str, Any]:
-    """The response body around its `data` items (base64, URLs, or file references to keep)."""
-    body: dict[str, Any] = {
-        "id": generated.request_id,
-        "created": generated.created,
-        "model": generated.model.id,
-        "data": data,
-        "filtered": [{"reason": reason} for reason in generated.filtered_reasons],
-        "billing": generated.billing.to_json(),
-    }
-    if generated.provider == "local":
-        body["placeholder"] = True
-    return body
+@dataclass(frozen=True)
+class ImagesAnswer:
+    """A generation's answer in this dialect, and the replay template of kind "images": the live
+    response and its replay are both rendered from it, with their `data` items made fresh."""
+
+    kind: ClassVar[str] = "images"
+    id: str
+    created: int
+    model: str
+    response_format: str
+    files: tuple[FileRef, ...]
+    filtered: tuple[str, ...]
+    billing: dict[str, Any]
+    placeholder: bool
+
+    @classmethod
+    def of(cls, generated: Generated, response_format: str) -> ImagesAnswer:
+        return cls(
+            id=generated.request_id,
+            created=generated.created,
+            model=generated.model.id,
+            response_format=response_format,
+            files=file_refs(generated.files),
+            filtered=tuple(generated.filtered_reasons),
+            billing=generated.billing.to_json(),
+            placeholder=generated.placeholder,
+        )
+
+    def body(self, data: list[dict[str, Any]]) -> dict[str, Any]:
+        """The response body around its `data` items (see `ImagesResponse`)."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "created": self.created,
+            "model": self.model,
+            "data": data,
+            "filtered": [{"reason": reason} for reason in self.filtered],
+            "billing": self.billing,
+        }
+        if self.placeholder:
+            body["placeholder"] = True
+        return body
+
+    def live_response(self, generated: Generated, signer: UrlSigner, base_url: str) -> Response:
+        if self.response_format == "url":
+            data = self._url_items(signer, base_url)
+        else:
+            # The base64 is a Fragment: spliced into the JSON as it came, not re-encoded.
+            data = [_b64_item(image.b64.fragment(), image.mime_type) for image in generated.images]
+        return Response(orjson.dumps(self.body(data)), media_type="application/json")
+
+    async def render(self, context: ReplayContext) -> Response:
+        if self.response_format == "url":
+            data = self._url_items(context.files.signer, context.base_url)
+        else:
+            data = [_b64_item(b64, mime) for b64, mime in await read_base64(context.files, self.files)]
+        return Response(orjson.dumps(self.body(data)), media_type="application/json")
+
+    async def served_model(self, context: ReplayContext) -> str | None:
+        return self.model
+
+    def _url_items(self, signer: UrlSigner, base_url: str) -> list[dict[str, Any]]:
+        return [{"url": signer.url(base_url, ref.file_id), "mime_type": ref.mime_type} for ref in self.files]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "response_format": self.response_format,
+            "files": [ref.to_json() for ref in self.files],
+            "body": self.body([]),
+        }
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> ImagesAnswer:
+        body = stored["body"]
+        return cls(
+            id=body["id"],
+            created=body["created"],
+            model=str(stored.get("model", body["model"])),
+            response_format=stored["response_format"],
+            files=refs_from_json(stored["files"]),
+            filtered=tuple(item["reason"] for item in body["filtered"]),
+            billing=body["billing"],
+            placeholder=bool(body.get("placeholder", False)),
+        )
 
 
-def image_items(generated: Generated, response_format: str, signer: UrlSigner, base_url: str) -> list[dict[str, Any]]:
-    """The `data` items, for orjson.dumps (the base64 is a Fragment: spliced in, not re-encoded)."""
-    if response_format == "url":
-        return [{"url": signer.url(base_url, f.id), "mime_type": f.content_type} for f in generated.files]
-    return [{"b64_json": image.b64.fragment(), "mime_type": image.mime_type} for image in generated.images]
+def _b64_item(b64: str | orjson.Fragment, mime_type: str) -> dict[str, Any]:
+    return {"b64_json": b64, "mime_type": mime_type}

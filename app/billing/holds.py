@@ -11,15 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, String, Table, bindparam, insert, update
+from sqlalchemy import String, Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.amounts import render
 from app.billing.models import Account, LedgerEntry, UsageRecord
 from app.db import Fixed4, utcnow
-from app.db.hot_sql import HotStatement
+from app.db.hot_sql import Columns, HotStatement
 from app.errors import InsufficientCredits
 
 FINAL_FAILURE_STATUSES = frozenset({"failed", "filtered", "canceled", "expired"})
@@ -62,15 +63,81 @@ class Outcome:
 
 # Built once and run as driver SQL (app/db/hot_sql.py): on the hot path, SQLAlchemy's per-statement
 # work costs more than the statements. Amounts are bound as Fixed4 (see app.db.credits_literal).
+# On SQLite they run inside a transaction that took the write lock with its BEGIN IMMEDIATE
+# (app/db/sqlite.py), so no two holds can both pass the balance check before either adds.
 _accounts = cast(Table, Account.__table__)
 _usage = cast(Table, UsageRecord.__table__)
 _ledger = cast(Table, LedgerEntry.__table__)
 _amount = bindparam("amount", type_=Fixed4())
 
 
-def _binds(table: Table, *names: str) -> dict[str, BindParameter[Any]]:
-    return {name: bindparam(name, type_=table.c[name].type) for name in names}
+def _zero(_: object) -> Decimal:
+    return Decimal(0)
 
+
+def _now(_: object) -> datetime:
+    return utcnow()
+
+
+# A usage record as a hold opens it. A new usage column is one line here (and in the model).
+_OPENED = Columns[HoldTerms](
+    _usage,
+    id=attrgetter("request_id"),
+    account_id=attrgetter("account_id"),
+    key_id=attrgetter("key_id"),
+    endpoint=attrgetter("endpoint"),
+    model=attrgetter("model"),
+    status=lambda _: "pending",
+    hold_credits=attrgetter("hold_credits"),
+    unit_credits=attrgetter("unit_credits"),
+    model_multiplier=attrgetter("model_multiplier"),
+    images_requested=attrgetter("images_requested"),
+    images_delivered=lambda _: 0,
+    credits=_zero,
+    attempts=lambda _: 0,
+    channels_tried=lambda _: [],
+    hold_until=attrgetter("hold_until"),
+    user=attrgetter("user"),
+    metadata=attrgetter("metadata"),
+    created_at=_now,
+)
+# What ending a hold freezes onto the record, besides its final `status`.
+_ENDED = Columns[Outcome](
+    _usage,
+    completed_at=_now,
+    attempts=attrgetter("attempts"),
+    channels_tried=attrgetter("channels_tried"),
+    latency_ms=attrgetter("latency_ms"),
+    upstream_model=attrgetter("upstream_model"),
+    channel_id=attrgetter("channel_id"),
+    channel_name=attrgetter("channel_name"),
+    provider=attrgetter("provider"),
+    channel_multiplier=attrgetter("channel_multiplier"),
+    images_delivered=attrgetter("images_delivered"),
+    credits=attrgetter("credits"),
+    error_code=attrgetter("error_code"),
+)
+
+
+@dataclass(frozen=True)
+class _Charged:
+    account_id: str
+    request_id: str
+    outcome: Outcome
+    balance: Decimal
+
+
+_CHARGE_ENTRY = Columns[_Charged](
+    _ledger,
+    account_id=attrgetter("account_id"),
+    kind=lambda _: "charge",
+    amount=lambda c: -c.outcome.credits,
+    balance_after=attrgetter("balance"),
+    request_id=attrgetter("request_id"),
+    note=lambda c: f"{c.outcome.images_delivered} image(s)",
+    actor=lambda _: "gateway",
+    created_at=_now,
+)
 
 _HOLD = HotStatement(
     update(_accounts)
@@ -79,31 +146,7 @@ _HOLD = HotStatement(
     .returning(_accounts.c.id),
     returns=[String()],
 )
-_OPEN = HotStatement(
-    insert(_usage).values(
-        _binds(
-            _usage,
-            "id",
-            "account_id",
-            "key_id",
-            "endpoint",
-            "model",
-            "status",
-            "hold_credits",
-            "unit_credits",
-            "model_multiplier",
-            "images_requested",
-            "images_delivered",
-            "credits",
-            "attempts",
-            "channels_tried",
-            "hold_until",
-            "user",
-            "metadata",
-            "created_at",
-        )
-    )
-)
+_OPEN = HotStatement(insert(_usage).values(_OPENED.binds()))
 _CHARGE = HotStatement(
     update(_accounts)
     .where(_accounts.c.id == bindparam("account"))
@@ -122,32 +165,11 @@ _UNHOLD = HotStatement(
 _END = HotStatement(
     update(_usage)
     .where(_usage.c.id == bindparam("request"), _usage.c.status == "pending")
-    .values(
-        _binds(
-            _usage,
-            "status",
-            "completed_at",
-            "attempts",
-            "channels_tried",
-            "latency_ms",
-            "upstream_model",
-            "channel_id",
-            "channel_name",
-            "provider",
-            "channel_multiplier",
-            "images_delivered",
-            "credits",
-            "error_code",
-        )
-    )
+    .values(status=bindparam("status", type_=_usage.c.status.type), **_ENDED.binds())
     .returning(_usage.c.account_id, _usage.c.hold_credits),
     returns=[String(), Fixed4()],
 )
-_RECORD_CHARGE = HotStatement(
-    insert(_ledger).values(
-        _binds(_ledger, "account_id", "kind", "amount", "balance_after", "request_id", "note", "actor", "created_at")
-    )
-)
+_RECORD_CHARGE = HotStatement(insert(_ledger).values(_CHARGE_ENTRY.binds()))
 
 
 async def place_hold(session: AsyncSession, terms: HoldTerms) -> None:
@@ -158,29 +180,7 @@ async def place_hold(session: AsyncSession, terms: HoldTerms) -> None:
             f"This request needs {render(terms.hold_credits)} credits available; the account has less. "
             "Add credits or request fewer images."
         )
-    await _OPEN.run(
-        session,
-        {
-            "id": terms.request_id,
-            "account_id": terms.account_id,
-            "key_id": terms.key_id,
-            "endpoint": terms.endpoint,
-            "model": terms.model,
-            "status": "pending",
-            "hold_credits": terms.hold_credits,
-            "unit_credits": terms.unit_credits,
-            "model_multiplier": terms.model_multiplier,
-            "images_requested": terms.images_requested,
-            "images_delivered": 0,
-            "credits": Decimal(0),
-            "attempts": 0,
-            "channels_tried": [],
-            "hold_until": terms.hold_until,
-            "user": terms.user,
-            "metadata": terms.metadata,
-            "created_at": utcnow(),
-        },
-    )
+    await _OPEN.run(session, _OPENED.params(terms))
 
 
 async def capture(session: AsyncSession, request_id: str, outcome: Outcome) -> Decimal | None:
@@ -192,19 +192,7 @@ async def capture(session: AsyncSession, request_id: str, outcome: Outcome) -> D
     account_id, hold = ended
     charged = await _CHARGE.run(session, {"account": account_id, "hold": hold, "charge": outcome.credits})
     balance: Decimal = charged[0][0]
-    await _RECORD_CHARGE.run(
-        session,
-        {
-            "account_id": account_id,
-            "kind": "charge",
-            "amount": -outcome.credits,
-            "balance_after": balance,
-            "request_id": request_id,
-            "note": f"{outcome.images_delivered} image(s)",
-            "actor": "gateway",
-            "created_at": utcnow(),
-        },
-    )
+    await _RECORD_CHARGE.run(session, _CHARGE_ENTRY.params(_Charged(account_id, request_id, outcome, balance)))
     return balance
 
 
@@ -222,25 +210,7 @@ async def release(session: AsyncSession, request_id: str, status: str, outcome: 
 
 async def _end(session: AsyncSession, request_id: str, status: str, outcome: Outcome) -> tuple[str, Decimal] | None:
     """The compare-and-set that ends a hold: only a pending record moves, so only once."""
-    rows = await _END.run(
-        session,
-        {
-            "request": request_id,
-            "status": status,
-            "completed_at": utcnow(),
-            "attempts": outcome.attempts,
-            "channels_tried": outcome.channels_tried,
-            "latency_ms": outcome.latency_ms,
-            "upstream_model": outcome.upstream_model,
-            "channel_id": outcome.channel_id,
-            "channel_name": outcome.channel_name,
-            "provider": outcome.provider,
-            "channel_multiplier": outcome.channel_multiplier,
-            "images_delivered": outcome.images_delivered,
-            "credits": outcome.credits,
-            "error_code": outcome.error_code,
-        },
-    )
+    rows = await _END.run(session, {"request": request_id, "status": status, **_ENDED.params(outcome)})
     if not rows:
         return None
     return rows[0][0], rows[0][1]

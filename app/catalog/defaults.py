@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from app.images import ASPECT_RATIOS
+from app.images import ASPECT_RATIOS, DEFAULT_IMAGE_SIZE, IMAGE_SIZES
 
 IMAGEN_PARAMETERS = ["negative_prompt", "seed", "person_generation"]
 
@@ -15,7 +15,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "imagen4-fast",
         "aliases": ["imagen-4.0-fast-generate-001"],
         "credits_per_image": Decimal(4),
-        "image_sizes": ["1K"],
+        "image_sizes": [DEFAULT_IMAGE_SIZE],
         "parameters": IMAGEN_PARAMETERS,
         "max_prompt_chars": 2500,
         "description": "Imagen 4 Fast: quick drafts and high volume.",
@@ -24,7 +24,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "imagen4",
         "aliases": ["imagen-4.0-generate-001"],
         "credits_per_image": Decimal(8),
-        "image_sizes": ["1K", "2K"],
+        "image_sizes": list(IMAGE_SIZES),
         "parameters": IMAGEN_PARAMETERS,
         "max_prompt_chars": 2500,
         "description": "Imagen 4 Standard: photorealism, illustration, product visuals.",
@@ -33,7 +33,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "imagen4-ultra",
         "aliases": ["imagen-4.0-ultra-generate-001"],
         "credits_per_image": Decimal(12),
-        "image_sizes": ["1K", "2K"],
+        "image_sizes": list(IMAGE_SIZES),
         "parameters": IMAGEN_PARAMETERS,
         "max_prompt_chars": 2500,
         "description": "Imagen 4 Ultra: highest prompt fidelity.",
@@ -42,7 +42,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "grok-imagine",
         "aliases": [],
         "credits_per_image": Decimal(5),
-        "image_sizes": ["1K"],
+        "image_sizes": [DEFAULT_IMAGE_SIZE],
         "parameters": [],
         "description": "Grok Imagine.",
     },
@@ -50,7 +50,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "kling-image-o1",
         "aliases": [],
         "credits_per_image": Decimal(6),
-        "image_sizes": ["1K", "2K"],
+        "image_sizes": list(IMAGE_SIZES),
         "parameters": ["negative_prompt", "seed"],
         "description": "Kling Image O1.",
     },
@@ -58,7 +58,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "ideogram-v3",
         "aliases": [],
         "credits_per_image": Decimal(8),
-        "image_sizes": ["1K"],
+        "image_sizes": [DEFAULT_IMAGE_SIZE],
         "parameters": ["negative_prompt", "seed"],
         "description": "Ideogram v3: strong typography.",
     },
@@ -66,7 +66,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "id": "gpt-image-1.5-official",
         "aliases": ["gpt-image-1.5"],
         "credits_per_image": Decimal(10),
-        "image_sizes": ["1K"],
+        "image_sizes": [DEFAULT_IMAGE_SIZE],
         "parameters": ["quality", "background"],
         "max_prompt_chars": 32000,
         "description": "OpenAI GPT Image 1.5.",

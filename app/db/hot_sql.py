@@ -7,23 +7,30 @@ than the statements themselves (tests/benchmarks/RESULTS.md). Here the statement
 once, its parameters are converted with the column types' own bind processors (so what is stored
 is byte for byte what the ORM would store), and it runs:
 
-- on SQLite, straight on the aiosqlite connection inside the session's transaction. That
-  transaction is always open: every write transaction starts with an explicit BEGIN IMMEDIATE
-  (app/db/__init__.py), so the statements commit or roll back with it;
+- on SQLite, straight on the aiosqlite connection inside the session's transaction, which is
+  always open (the protocol is app/db/sqlite.py's), so the statements commit or roll back with it;
 - elsewhere, through `exec_driver_sql`, which keeps the driver adapter's own transaction handling
   (asyncpg starts its transaction lazily, on the first statement the adapter sees).
+
+`Columns` lists what an INSERT or UPDATE writes and where each value comes from; the statement's
+bind list and the parameters of each run are both made from it, so a new column is one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from sqlalchemy import BindParameter, Table, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
+
+from app.db import sqlite
+
+_Source = TypeVar("_Source")
 
 Processor = Callable[[Any], Any] | None
 _GIVEN = object()  # the caller passes this parameter
@@ -58,10 +65,7 @@ class HotStatement:
             for name, fixed, convert in zip(prepared.names, prepared.fixed, prepared.binds, strict=True)
         )
         if dialect.name == "sqlite":
-            raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection
-            # One hop to the driver's thread for the statement and its rows, not four.
-            rows = list(await driver.execute_fetchall(prepared.sql, values))
+            rows = await sqlite.execute(connection, prepared.sql, values)
         else:
             result = await connection.exec_driver_sql(prepared.sql, values)
             rows = list(result.all()) if self._returns else []
@@ -89,3 +93,20 @@ class HotStatement:
 
 def _convert(value: Any, convert: Processor) -> Any:
     return value if convert is None else convert(value)
+
+
+class Columns(Generic[_Source]):
+    """The columns a hot statement writes, each with the function that reads its value from the
+    statement's source object (the one list both the bind list and the parameters come from)."""
+
+    def __init__(self, table: Table, **values: Callable[[_Source], Any]) -> None:
+        self._table = table
+        self._values = values
+
+    def binds(self) -> dict[str, BindParameter[Any]]:
+        """For `insert(table).values(...)` / `update(table).values(...)`: each column bound by name,
+        with the column's type."""
+        return {name: bindparam(name, type_=self._table.c[name].type) for name in self._values}
+
+    def params(self, source: _Source) -> dict[str, Any]:
+        return {name: value(source) for name, value in self._values.items()}

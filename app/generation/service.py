@@ -86,6 +86,8 @@ class Generated:
     billing: Billing
     provider: str
     files: list[StoredFile] = field(default_factory=list)  # when the caller asked for URLs
+    # Served by the built-in stand-in (ImageProvider.placeholder): the edge tells the caller.
+    placeholder: bool = False
 
 
 class AllImagesFiltered(ModerationBlocked):
@@ -142,8 +144,8 @@ class GenerationService:
         catalog: CatalogSource,
         files: FileStore,
         hold_timeout_s: float,
-        metrics: Metrics | None = None,
-        limiter: KeyLimiter | None = None,
+        metrics: Metrics,
+        limiter: KeyLimiter,
     ) -> None:
         self.metrics = metrics
         self.limiter = limiter
@@ -174,9 +176,6 @@ class GenerationService:
     async def limited(self, caller: Caller) -> AsyncIterator[None]:
         """The key's requests-per-minute and concurrency limits (429 when exceeded), held for as
         long as the block runs."""
-        if self.limiter is None:
-            yield
-            return
         lease = await self.limiter.admit(caller)
         try:
             yield
@@ -211,7 +210,7 @@ class GenerationService:
             user=request.user,
             metadata=dict(request.metadata),
         )
-        async with self.db.transaction("admit") as session:
+        async with self.db.transaction("normal") as session:
             if caller.credit_cap is not None:
                 await check_credit_cap(session, caller, terms.hold_credits)
             await holds.place_hold(session, terms)
@@ -308,7 +307,7 @@ class GenerationService:
         credits = charge(terms.unit_credits, terms.model_multiplier, channel.multiplier, delivered)
         outcome = _outcome(routed.attempts, started, routed, delivered=delivered, credits=credits)
         generated: Generated | None = None
-        async with self.db.transaction("settle") as session:
+        async with self.db.transaction("high") as session:
             balance = await holds.capture(session, terms.request_id, outcome)
             if balance is not None:
                 session.add_all(stored)
@@ -328,14 +327,14 @@ class GenerationService:
                     ),
                     provider=channel.provider,
                     files=stored,
+                    placeholder=routed.placeholder,
                 )
                 if finish.on_settled is not None:
                     await finish.on_settled(session, generated)
         if generated is None:
             await self.files.discard(stored)
             raise RuntimeError(f"hold {terms.request_id} ended before settlement")
-        if self.metrics is not None:
-            self.metrics.settled(terms.model, channel.name, delivered, credits)
+        self.metrics.settled(terms.model, channel.name, delivered, credits)
         return generated
 
     async def _store(self, admitted: Admitted, images: list[GeneratedImage]) -> list[StoredFile]:
@@ -357,11 +356,11 @@ class GenerationService:
         finish: Finish,
     ) -> None:
         outcome = _outcome(attempts, started, None, error_code=error.code)
-        async with self.db.transaction("settle") as session:
+        async with self.db.transaction("high") as session:
             released = await holds.release(session, admitted.terms.request_id, status, outcome)
             if released and finish.on_failed is not None:
                 await finish.on_failed(session, status, error)
-        if released and self.metrics is not None:
+        if released:
             self.metrics.ended(admitted.terms.model, status)
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.billing.amounts import render
 from app.billing.models import UsageRecord
 from app.db import Fixed4
-from app.errors import InsufficientCredits, RateLimited, RateLimiterUnavailable
+from app.errors import MAX_RETRY_AFTER_S, InsufficientCredits, RateLimited, RateLimiterUnavailable
 from app.keys.auth import Caller
 from app.keys.models import ApiKey
 from app.redis_client import REDIS_FAILURES, open_redis
@@ -46,7 +46,6 @@ LEASE_TTL_S = 15 * 60
 # Nobody can know when a request in flight will finish; image calls take seconds, so ask the
 # caller to come back soon rather than guess.
 CONCURRENCY_RETRY_AFTER_S = 1
-MAX_RETRY_AFTER_S = 120  # the openai SDK gives up on anything longer
 # Redis outages are usually a restart or a failover: seconds, not minutes.
 REDIS_RETRY_AFTER_S = 5
 

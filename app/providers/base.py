@@ -17,6 +17,9 @@ class ImageProvider(Protocol):
     """
 
     name: str
+    # True only for the built-in stand-in (`local`): it draws labelled placeholder images, not
+    # generated ones. The edge tells callers so; nothing checks a provider's name for it.
+    placeholder: bool
 
     def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
         """Parameters of `request` this provider cannot honour on `channel` with `upstream_model`

@@ -81,6 +81,7 @@ CallOutcome = GeneratedImage | Withheld | UpstreamError
 
 class GeminiImageProvider:
     name = "gemini-image"
+    placeholder = False
 
     def __init__(self, http: httpx.AsyncClient, tokens: GoogleTokenSource) -> None:
         self.http = http

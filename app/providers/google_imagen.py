@@ -35,6 +35,7 @@ def default_key_style(base_url: str) -> str:
 
 class GoogleImagenProvider:
     name = "google-imagen"
+    placeholder = False
 
     def __init__(self, http: httpx.AsyncClient, tokens: GoogleTokenSource) -> None:
         self.http = http

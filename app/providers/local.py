@@ -21,6 +21,7 @@ from app.specs import ChannelSpec
 
 class LocalProvider:
     name = "local"
+    placeholder = True  # its images are stand-ins, not generated: answers say so
 
     def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
         return []  # it records every parameter the catalog allows; seed makes it deterministic

@@ -184,6 +184,7 @@ def moderation_block(exc: UpstreamRejected) -> ContentFiltered | None:
 
 class OpenAIImagesProvider:
     name = "openai-images"
+    placeholder = False
 
     def __init__(self, http: httpx.AsyncClient, fetcher: GuardedFetcher) -> None:
         self.http = http

@@ -17,8 +17,9 @@ import orjson
 from app.providers.errors import UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
 
 MAX_RESPONSE_BYTES = 200 * 1024 * 1024  # four 2K PNGs in base64 are ~30 MB; far above that is a broken upstream
-# A longer wait is an outage, not a rate limit; routing and the breaker cap it further (120 s).
-MAX_RETRY_AFTER_S = 3600
+# How long an upstream's Retry-After is believed: a longer wait is an outage, not a rate limit.
+# (What callers are told is capped further, at app.errors.MAX_RETRY_AFTER_S.)
+MAX_UPSTREAM_RETRY_AFTER_S = 3600
 MAX_HTTP_DATE_CHARS = 64  # the longest valid form (RFC 850 with "Wednesday") is 38
 
 
@@ -122,20 +123,20 @@ def upstream_error_fields(raw: bytes | bytearray) -> tuple[str, str | None]:
 
 def retry_after(headers: httpx.Headers) -> float | None:
     """The upstream's Retry-After in seconds (RFC 9110: integer seconds or an HTTP-date), within
-    0..MAX_RETRY_AFTER_S; None when absent or unparseable. Never raises: the header is whatever
+    0..MAX_UPSTREAM_RETRY_AFTER_S; None when absent or unparseable. Never raises: the header is whatever
     the upstream (or a relay, or an attacker in front of it) chose to send."""
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
     if value.isascii() and value.isdigit():
         # Cap the digits before int(): Python refuses to convert more than 4,300 of them.
-        if len(value) > len(str(MAX_RETRY_AFTER_S)):
-            return float(MAX_RETRY_AFTER_S)
-        return float(min(int(value), MAX_RETRY_AFTER_S))
+        if len(value) > len(str(MAX_UPSTREAM_RETRY_AFTER_S)):
+            return float(MAX_UPSTREAM_RETRY_AFTER_S)
+        return float(min(int(value), MAX_UPSTREAM_RETRY_AFTER_S))
     at = http_date(value)
     if at is None:
         return None
-    return min(float(MAX_RETRY_AFTER_S), max(0.0, at.timestamp() - time.time()))
+    return min(float(MAX_UPSTREAM_RETRY_AFTER_S), max(0.0, at.timestamp() - time.time()))
 
 
 def http_date(value: str) -> datetime | None:

@@ -16,7 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import GatewayError, NoChannelAvailable, RateLimited, UpstreamFailed, UpstreamTimedOut
+from app.errors import (
+    MAX_RETRY_AFTER_S,
+    GatewayError,
+    NoChannelAvailable,
+    RateLimited,
+    UpstreamFailed,
+    UpstreamTimedOut,
+)
 from app.images import ImageRequest, ImageResult
 from app.observability.metrics import Metrics
 from app.providers.base import ImageProvider
@@ -34,7 +41,6 @@ from app.routing.selection import Candidate, order_candidates
 from app.routing.slots import ChannelSlots
 from app.specs import ChannelSpec
 
-MAX_RETRY_AFTER_S = 120  # the openai SDK gives up on larger Retry-After values
 # Upstream statuses that mean the channel itself is broken (credentials, retired model), not
 # this request: they count against the channel's health.
 CHANNEL_FAULT_STATUSES = frozenset({401, 403, 404})
@@ -69,6 +75,7 @@ class Routed:
     channel: ChannelSpec
     upstream_model: str
     attempts: list[Attempt] = field(default_factory=list)
+    placeholder: bool = False  # served by a stand-in adapter (ImageProvider.placeholder)
 
 
 @dataclass
@@ -113,8 +120,8 @@ class ChannelRouter:
         max_attempts: int,
         deadline_s: float,
         slot_wait_s: float = 2.0,
+        metrics: Metrics,
         rng: random.Random | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
         self.providers = providers
         self.health = health
@@ -195,7 +202,7 @@ class ChannelRouter:
         except ContentFiltered as exc:
             await self._healthy(channel, state, started)
             self._note(run, _attempt(channel, "filtered", started))
-            return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts)
+            return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts, provider.placeholder)
         except UpstreamRetryable as exc:
             limited = exc.status == 429
             await self._unhealthy(channel, exc, started, rate_limited=limited)
@@ -228,11 +235,11 @@ class ChannelRouter:
             ) from exc
         await self._healthy(channel, state, started)
         self._note(run, _attempt(channel, "ok", started))
-        return Routed(result, channel, upstream, run.attempts)
+        return Routed(result, channel, upstream, run.attempts, provider.placeholder)
 
     def _note(self, run: _Run, attempt: Attempt) -> None:
         run.attempts.append(attempt)
-        if self.metrics is not None and attempt.outcome != "busy":
+        if attempt.outcome != "busy":
             self.metrics.upstream_call(attempt.channel, attempt.outcome, attempt.latency_ms / 1000)
 
     async def _healthy(self, channel: ChannelSpec, state: BreakerState, started: float) -> None:

@@ -1,7 +1,9 @@
-"""One place that turns every failure into the contract's error body.
+"""One place that turns every failure into an error body.
 
-Caller and admin routes answer `{"error": {"message", "type", "code", "param", "request_id"}}`;
-the Google-native relay answers Google's `{"error": {"code", "message", "status"}}`.
+Caller and admin routes answer the contract's `{"error": {"message", "type", "code", "param",
+"request_id"}}`. A route of another wire format (the Google relay) is a `WireRoute` that renders
+its own body; the handlers below ask the matched route, so every error on it (auth, body, a 500)
+comes back in its format.
 """
 
 from __future__ import annotations
@@ -13,30 +15,14 @@ from typing import Any
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import GatewayError, InvalidRequest, InvalidValue, NotFound
+from app.errors import GatewayError, InternalError, InvalidRequest, InvalidValue, NotFound
 
 log = logging.getLogger("app.errors")
-
-GOOGLE_STATUS = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    402: "RESOURCE_EXHAUSTED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    413: "INVALID_ARGUMENT",
-    415: "INVALID_ARGUMENT",
-    422: "FAILED_PRECONDITION",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 
 
 def request_id_of(request: Request) -> str | None:
@@ -44,30 +30,33 @@ def request_id_of(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def uses_google_errors(request: Request) -> bool:
-    return bool(request.scope.get("state", {}).get("google_errors"))
+def contract_error_body(error: GatewayError, request_id: str | None) -> dict[str, object]:
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.type,
+            "code": error.code,
+            "param": error.param,
+            "request_id": request_id,
+        }
+    }
+
+
+class WireRoute(APIRoute):
+    """A route whose errors are rendered in its own wire format; subclasses override `error_body`
+    and serve as an `APIRouter(route_class=...)`."""
+
+    def error_body(self, error: GatewayError, request_id: str | None) -> dict[str, object]:
+        return contract_error_body(error, request_id)
 
 
 def error_response(request: Request, error: GatewayError) -> Response:
     request_id = request_id_of(request)
-    if uses_google_errors(request):
-        body: dict[str, object] = {
-            "error": {
-                "code": error.status,
-                "message": error.message,
-                "status": GOOGLE_STATUS.get(error.status, "UNKNOWN"),
-            }
-        }
+    route = request.scope.get("route")
+    if isinstance(route, WireRoute):
+        body = route.error_body(error, request_id)
     else:
-        body = {
-            "error": {
-                "message": error.message,
-                "type": error.type,
-                "code": error.code,
-                "param": error.param,
-                "request_id": request_id,
-            }
-        }
+        body = contract_error_body(error, request_id)
     headers = dict(error.headers)
     if request_id:
         # Set here too: a 500 is rendered outside the middleware that normally adds it.
@@ -109,9 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", extra={"request_id": request_id_of(request)})
-        error = GatewayError("Internal error; nothing was charged.", status=500, code="internal_error")
-        error.type = "server_error"
-        return error_response(request, error)
+        return error_response(request, InternalError())
 
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

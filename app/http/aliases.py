@@ -8,8 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.schemas import ERROR_RESPONSES
-
 PREFIXES = ("/v1", "/api/v1")
 
 
@@ -21,17 +19,18 @@ def add_caller_route(
     method: str,
     response_model: Any,
     summary: str,
-    responses: dict[int | str, dict[str, Any]] | None = None,
+    responses: dict[int | str, dict[str, Any]],
     **documentation: Any,
 ) -> None:
-    """Register `endpoint` at `/v1{path}` and `/api/v1{path}`, with the contract's error responses."""
+    """Register `endpoint` at `/v1{path}` and `/api/v1{path}`. `responses` documents the errors
+    (the contract's error model lives with the contract, in `app.api.schemas`)."""
     for prefix in PREFIXES:
         router.add_api_route(
             f"{prefix}{path}",
             endpoint,
             methods=[method],
             response_model=response_model,
-            responses=responses or ERROR_RESPONSES,
+            responses=responses,
             summary=summary,
             include_in_schema=prefix == PREFIXES[0],
             **documentation,

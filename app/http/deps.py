@@ -1,4 +1,8 @@
-"""Dependencies shared by the admin routes: the admin guard and the request's unit of work."""
+"""Dependencies of the edge's routes: the gateway, the admin guard and the admin's unit of work.
+
+Routes take the gateway as a `GatewayDep` parameter, so only this kit (and the app factory) knows
+where the runtime lives.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AdminDisabled, AdminUnauthorized
 from app.runtime import Gateway, gateway_of
+
+
+async def the_gateway(request: Request) -> Gateway:
+    # async: FastAPI would run a plain function in a worker thread, on every request.
+    return gateway_of(request)
 
 
 def require_admin(request: Request) -> Gateway:
@@ -34,5 +43,6 @@ async def unit_of_work(gateway: Annotated[Gateway, Depends(require_admin)]) -> A
     gateway.invalidate_caches()
 
 
+GatewayDep = Annotated[Gateway, Depends(the_gateway)]
 AdminGateway = Annotated[Gateway, Depends(require_admin)]
 AdminSession = Annotated[AsyncSession, Depends(unit_of_work, scope="function")]

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from app.api.disconnect import ClientClosedRequest
 from app.errors import InvalidRequest, InvalidValue, RequestTooLarge, UnsupportedMediaType
+from app.http.disconnect import ClientClosedRequest
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
