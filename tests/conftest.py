@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings
-from tests.databases import BACKENDS, TemplateDatabases
-from tests.fakes.upstream import FakeUpstream, fake_upstream
-from tests.harness import ADMIN_TOKEN, Harness, running_app
+from tests.support.databases import BACKENDS, TemplateDatabases
+from tests.support.fakes.upstream import FakeUpstream, fake_upstream
+from tests.support.harness import ADMIN_TOKEN, Harness, running_app
 
 
 @pytest.fixture(scope="session")

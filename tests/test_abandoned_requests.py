@@ -16,11 +16,10 @@ import orjson
 import pytest
 
 from app.settings import Settings
-from tests.fakes.channels import Upstreams, ok
-from tests.fakes.upstream import FakeUpstream, Reply
-from tests.harness import Harness, running_app
-from tests.raw_asgi import call_generation_raw
-from tests.test_routing import usage_rows
+from tests.support.fakes.channels import Upstreams, ok
+from tests.support.fakes.upstream import FakeUpstream, Reply
+from tests.support.harness import Harness, running_app
+from tests.support.raw_asgi import call_generation_raw
 
 TASK_SETTINGS = {"worker_poll_s": 0.05, "task_lease_s": 0.6, "channel_slot_wait_s": 3.0}
 
@@ -76,7 +75,7 @@ async def test_leaving_after_the_upstream_call_went_out_finishes_charges_once_an
 
     await asyncio.wait_for(call_generation_raw(gw, key, leaving_after(body, 0.3), discard, headers), timeout=10)
 
-    (row,) = await usage_rows(gw)
+    (row,) = await gw.usage_rows()
     assert (row["status"], row["images_delivered"], row["credits"]) == ("succeeded", "2", "16")
     account = await gw.account(account_id)
     assert (account["balance"], account["held"]) == ("84", "0")
@@ -106,7 +105,7 @@ async def test_leaving_before_anything_was_sent_releases_the_hold(gateway: tuple
     await asyncio.wait_for(call_generation_raw(gw, key, leaving_after(body, 0.3), discard), timeout=10)
 
     assert (await occupying).status_code == 200
-    rows = {row["status"]: row for row in await usage_rows(gw)}
+    rows = {row["status"]: row for row in await gw.usage_rows()}
     assert set(rows) == {"succeeded", "canceled"}
     assert rows["canceled"]["credits"] == "0"
     assert ups.calls("narrow") == 1

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from app.settings import Settings
-from tests.harness import Harness, running_app
+from tests.support.harness import Harness, running_app
 
 
 async def test_admin_disabled_without_token(settings: Settings) -> None:

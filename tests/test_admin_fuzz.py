@@ -19,7 +19,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Err
 
-from tests.harness import ADMIN_TOKEN, Harness
+from tests.support.harness import ADMIN_TOKEN, Harness
 
 # Per operation, generation mode and id choice (~200 requests); ADMIN_FUZZ_EXAMPLES=200 digs deeper.
 EXAMPLES = int(os.environ.get("ADMIN_FUZZ_EXAMPLES", "6"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Harness
+from tests.support.harness import Harness
 
 BAD_BODIES: list[tuple[str, Any, int, str, str | None]] = [
     # (case, body, status, code, param)

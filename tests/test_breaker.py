@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from app.routing.breaker import BreakerPolicy, BreakerState
 from app.routing.health import HealthStore, MemoryHealthStore, RedisHealthStore
-from tests.databases import REDIS_URL
+from tests.support.databases import REDIS_URL
 
 POLICY = BreakerPolicy(failure_threshold=3, base_cooldown_s=10, max_cooldown_s=40)
 

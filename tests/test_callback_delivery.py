@@ -24,9 +24,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.billing.accounts import new_webhook_secret
 from app.callbacks import guarded_deliver, sign, webhook_headers
-from tests.fakes.dns import FakeResolver
-from tests.processes import free_port
-from tests.tls import self_signed, server_context
+from tests.support.fakes.dns import FakeResolver
+from tests.support.processes import free_port
+from tests.support.tls import self_signed, server_context
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 TASK = {"id": "task_01", "object": "task", "status": "succeeded", "metadata": {"team": "søk"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.harness import Harness
+from tests.support.harness import Harness
 
 
 async def test_24_concurrent_requests_against_5_requests_of_credit(gw: Harness) -> None:

@@ -22,9 +22,9 @@ from sqlalchemy import update
 
 from app.idempotency.models import IdempotentRequest
 from app.settings import Settings
-from tests.fakes.channels import Upstreams, ok
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness, running_app
+from tests.support.fakes.channels import Upstreams, ok
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.harness import Harness, running_app
 
 IMAGES = "/v1/images/generations"
 PREDICT = "/v1beta/models/{model}:predict"

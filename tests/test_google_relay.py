@@ -10,9 +10,9 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.fakes.upstream import FakeUpstream, Reply, tiny_png_b64
-from tests.harness import Harness
-from tests.images import decode_image
+from tests.support.fakes.upstream import FakeUpstream, Reply, tiny_png_b64
+from tests.support.harness import Harness
+from tests.support.images import decode_image
 
 SEED_DOC_BODY = {
     "instances": [{"prompt": "A premium SaaS API gateway product poster, dark background, crisp typography"}],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import subprocess
 from pathlib import Path
@@ -13,16 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from app.settings import Settings
-from tests.harness import Harness
-from tests.processes import gateway_command, gateway_env
+from tests.support.harness import Harness
+from tests.support.processes import gateway_command, gateway_env
 
 FORMULA_STARTS = ("=SUM(A1:A9)", "+1+1", "-2+3", "@cmd", "\tcell", "\rcell")
-
-
-async def _export(gw: Harness) -> list[dict[str, str]]:
-    response = await gw.admin("GET", "/admin/usage/export")
-    assert response.status_code == 200, response.text
-    return list(csv.DictReader(io.StringIO(response.text, newline="")))
 
 
 async def test_usage_export_neutralises_formulas_in_caller_and_operator_text(gw: Harness) -> None:
@@ -35,7 +27,7 @@ async def test_usage_export_neutralises_formulas_in_caller_and_operator_text(gw:
         response = await gw.generate(key, body)
         assert response.status_code == 200, response.text
 
-    rows = await _export(gw)
+    rows = await gw.usage_rows()
     assert sorted(row["user"] for row in rows) == sorted(f"'{user}" for user in FORMULA_STARTS)
     for row in rows:
         assert row["channel"] == "'=HYPERLINK(1)"

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 
-from tests.fakes.channels import Upstreams, ok, status
-from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.harness import Harness
+from tests.support.fakes.channels import Upstreams, ok, status
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply
+from tests.support.harness import Harness
 
 
 def _headers(key: str, idem: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}", "idempotency-key": idem}
-
-
-async def _usage_rows(gw: Harness) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO((await gw.admin("GET", "/admin/usage/export")).text)))
 
 
 async def test_a_retry_replays_the_first_response_without_a_second_charge(gw: Harness) -> None:
@@ -28,7 +22,7 @@ async def test_a_retry_replays_the_first_response_without_a_second_charge(gw: Ha
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()  # same id, same images, same billing block
     assert (await gw.account(account_id))["balance"] == "84"
-    assert len(await _usage_rows(gw)) == 1
+    assert len(await gw.usage_rows()) == 1
     assert await gw.ledger_problems() == []
 
 

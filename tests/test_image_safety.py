@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.harness import Harness
 
 API_KEY = "AIzaSyEchoedChannelKey0123456789abcdefAB"  # 40 base64-alphabet characters: "valid" base64
 PNG_B64 = tiny_png_b64((30, 30, 200))

@@ -8,8 +8,8 @@ import httpx2
 import pytest
 from openai import AsyncOpenAI
 
-from tests.harness import Harness
-from tests.images import decode_image
+from tests.support.harness import Harness
+from tests.support.images import decode_image
 
 
 async def test_openai_sdk_gets_real_pngs_and_exact_charge(gw: Harness) -> None:

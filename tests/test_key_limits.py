@@ -14,9 +14,9 @@ from app.billing import holds
 from app.errors import InsufficientCredits, RateLimited
 from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter, check_credit_cap
-from tests.databases import REDIS_URL
-from tests.harness import Harness
-from tests.holds import hold_terms, served
+from tests.support.databases import REDIS_URL
+from tests.support.harness import Harness
+from tests.support.holds import hold_terms, served
 
 MakeLimiter = Callable[..., KeyLimiter]
 

@@ -29,7 +29,7 @@ from app.db import Database, utcnow
 from app.errors import InsufficientCredits, InvalidValue
 from app.idempotency import service as idem
 from app.idempotency.models import IdempotentRequest
-from tests.holds import hold_terms
+from tests.support.holds import hold_terms
 
 HOLD_TIMEOUT_S = 900.0
 ACCOUNTS = 2

@@ -22,10 +22,10 @@ from app.observability.redaction import SecretRedactor
 from app.providers.credentials import known_secrets
 from app.settings import Settings
 from app.specs import ChannelSpec
-from tests.fakes.channels import Upstreams, ok
-from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.harness import Harness, running_app
-from tests.processes import free_port
+from tests.support.fakes.channels import Upstreams, ok
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply
+from tests.support.harness import Harness, running_app
+from tests.support.processes import free_port
 
 CHANNEL_KEY = "AIzaSyC4n4ry-5ecr3t-0f-7he-ch4nnel-k3y"
 DISABLED_KEY = "sk-d1sabl3d-ch4nnel-k3y-n0t-in-use-0123"

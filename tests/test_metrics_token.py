@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.settings import Settings
-from tests.harness import Harness, running_app
+from tests.support.harness import Harness, running_app
 
 TOKEN = "scrape-me-0f3a9c"
 

@@ -16,8 +16,8 @@ from app.billing.models import UsageRecord
 from app.billing.sweeper import expire_stale_holds
 from app.db import utcnow
 from app.errors import InsufficientCredits
-from tests.harness import Harness
-from tests.holds import hold_terms, served
+from tests.support.harness import Harness
+from tests.support.holds import hold_terms, served
 
 
 @pytest.mark.parametrize(

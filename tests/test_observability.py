@@ -9,9 +9,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.observability.logs import JsonFormatter, request_id_var
-from tests.fakes.channels import Upstreams, ok, status
-from tests.fakes.upstream import FakeUpstream
-from tests.harness import Harness
+from tests.support.fakes.channels import Upstreams, ok, status
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.harness import Harness
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -44,8 +44,8 @@ from app.providers.gemini_image import (
     unsupported_parameters,
 )
 from app.specs import ChannelSpec
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.harness import Harness
 
 GEMINI_PATH = "/v1beta/models/gemini-3.1-flash-image:generateContent"
 VERTEX_BASE = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google"

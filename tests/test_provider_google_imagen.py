@@ -28,8 +28,8 @@ from app.providers.imagen_wire import (
     unsupported_parameters,
 )
 from app.specs import ChannelSpec
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.harness import Harness
 
 GEMINI_API = "https://generativelanguage.googleapis.com/v1beta"
 VERTEX = "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google"

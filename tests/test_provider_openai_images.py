@@ -31,10 +31,10 @@ from app.providers.openai_images import (
 )
 from app.settings import Settings
 from app.specs import ChannelSpec
-from tests.fakes.dns import FakeResolver
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness, running_app
-from tests.images import decode_image
+from tests.support.fakes.dns import FakeResolver
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.harness import Harness, running_app
+from tests.support.images import decode_image
 
 GENERATIONS = "/v1/images/generations"
 API_KEY = "sk-test-canary-9f8e7d6c5b4a39281706"

@@ -18,11 +18,11 @@ from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter
 from app.redis_client import open_redis
 from app.settings import Settings
-from tests.databases import REDIS_URL
-from tests.fakes.channels import Upstreams, ok
-from tests.fakes.upstream import FakeUpstream
-from tests.harness import Harness, running_app
-from tests.processes import free_port
+from tests.support.databases import REDIS_URL
+from tests.support.fakes.channels import Upstreams, ok
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.harness import Harness, running_app
+from tests.support.processes import free_port
 
 
 def _with(settings: Settings, **changes: Any) -> Settings:

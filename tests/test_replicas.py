@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.databases import REDIS_URL, TemplateDatabases
-from tests.fakes.channels import ok
-from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.processes import gateway_command, gateway_env, serving, stop
-from tests.served import account_with_key, add_channel, admin
+from tests.support.databases import REDIS_URL, TemplateDatabases
+from tests.support.fakes.channels import ok
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply
+from tests.support.processes import gateway_command, gateway_env, serving, stop
+from tests.support.served import account_with_key, add_channel, admin
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ import pytest
 
 from app.providers.upstream_http import MAX_UPSTREAM_RETRY_AFTER_S, retry_after
 from app.settings import Settings
-from tests.fakes.channels import Upstreams, ok, status
-from tests.fakes.upstream import FakeUpstream
-from tests.harness import Harness, running_app
+from tests.support.fakes.channels import Upstreams, ok, status
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.harness import Harness, running_app
 
 UNPARSEABLE = [
     "60s",

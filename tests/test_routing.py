@@ -4,8 +4,6 @@ upstreams on 127.0.0.1 answering the way broken providers do."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,11 +11,11 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from tests.databases import REDIS_URL
-from tests.fakes.channels import Upstreams, ok, status
-from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.harness import Harness, running_app
-from tests.raw_asgi import call_generation_raw
+from tests.support.databases import REDIS_URL
+from tests.support.fakes.channels import Upstreams, ok, status
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply
+from tests.support.harness import Harness, running_app
+from tests.support.raw_asgi import call_generation_raw
 
 
 @pytest.fixture
@@ -27,10 +25,6 @@ async def routed(settings: Settings, upstream: FakeUpstream) -> AsyncIterator[tu
         local = await gw.local_channel()
         await gw.admin("PATCH", f"/admin/channels/{local['id']}", json={"enabled": False})
         yield gw, Upstreams(upstream)
-
-
-async def usage_rows(gw: Harness) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO((await gw.admin("GET", "/admin/usage/export")).text)))
 
 
 async def test_503_fails_over_and_the_backup_multiplier_is_charged(routed: tuple[Harness, Upstreams]) -> None:
@@ -45,7 +39,7 @@ async def test_503_fails_over_and_the_backup_multiplier_is_charged(routed: tuple
     assert response.json()["billing"]["channel_multiplier"] == "2.5"
     assert response.json()["billing"]["credits"] == "40"  # 8 × 1 × 2.5 × 2
     assert (await gw.account(account_id))["balance"] == "60"
-    (row,) = await usage_rows(gw)
+    (row,) = await gw.usage_rows()
     assert (row["channel"], row["attempts"], row["channel_multiplier"]) == ("backup", "2", "2.5")
     assert await gw.ledger_problems() == []
 
@@ -161,7 +155,7 @@ async def test_all_channels_down_is_a_clean_502_with_nothing_charged(routed: tup
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
     assert sum(ups.calls(n) for n in ("one", "two", "three", "four")) == 3  # GATEWAY_MAX_ATTEMPTS
-    (row,) = await usage_rows(gw)
+    (row,) = await gw.usage_rows()
     assert (row["status"], row["credits"], row["attempts"]) == ("failed", "0", "3")
     account = await gw.account(account_id)
     assert (account["balance"], account["held"]) == ("100", "0")

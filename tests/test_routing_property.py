@@ -11,9 +11,9 @@ from collections import defaultdict
 from decimal import Decimal
 
 from app.settings import Settings
-from tests.fakes.channels import Upstreams
-from tests.fakes.upstream import FakeUpstream, Reply, tiny_png_b64
-from tests.harness import running_app
+from tests.support.fakes.channels import Upstreams
+from tests.support.fakes.upstream import FakeUpstream, Reply, tiny_png_b64
+from tests.support.harness import running_app
 
 SEED = 20261120
 REQUESTS = 500

@@ -19,8 +19,8 @@ from app.db import utcnow
 from app.files.models import StoredFile
 from app.settings import Settings
 from app.tasks.retention import purge_expired
-from tests.harness import running_app
-from tests.processes import free_port
+from tests.support.harness import running_app
+from tests.support.processes import free_port
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from app.db import Database
 from app.settings import Settings
-from tests.fakes.channels import Upstreams, ok
-from tests.fakes.upstream import FakeUpstream
-from tests.harness import Harness, running_app
-from tests.processes import cli, gateway_env
+from tests.support.fakes.channels import Upstreams, ok
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.harness import Harness, running_app
+from tests.support.processes import cli, gateway_env
 
 # Fixed test keys (generated once with Fernet.generate_key()): xdist workers must collect the same ids.
 KEY_A = "owEoVICxgpRdyQRAfFL5B6wDe7sVyLulU9QBGUIK31k="

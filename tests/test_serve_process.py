@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 from PIL import Image
 
-from tests.processes import cli, cli_json, gateway_env, serving
+from tests.support.processes import cli, cli_json, gateway_env, serving
 
 pytestmark = pytest.mark.slow
 

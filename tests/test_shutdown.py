@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes.channels import ok
-from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.processes import free_port, gateway_command, gateway_env, serving, wait_healthy
-from tests.served import account_with_key, add_channel, admin
+from tests.support.fakes.channels import ok
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply
+from tests.support.processes import free_port, gateway_command, gateway_env, serving, wait_healthy
+from tests.support.served import account_with_key, add_channel, admin
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ import pytest
 from app.callbacks import guarded_deliver
 from app.net.ssrf import URLRefused, check_without_dns, parse_guarded_url, resolve_guarded_url
 from app.settings import Settings
-from tests.fakes.dns import FakeResolver
+from tests.support.fakes.dns import FakeResolver
 
 
 class ConnectionSentinel:

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.processes import free_port, gateway_command, gateway_env, serving, stop, wait_healthy
-from tests.served import account_with_key, add_channel, admin
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.processes import free_port, gateway_command, gateway_env, serving, stop, wait_healthy
+from tests.support.served import account_with_key, add_channel, admin
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ from app.files.models import StoredFile
 from app.settings import Settings
 from app.tasks.models import Task
 from app.tasks.retention import purge_expired
-from tests.fakes.upstream import FakeUpstream, Received, Reply
-from tests.harness import Harness, running_app
-from tests.images import decode_image
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply
+from tests.support.harness import Harness, running_app
+from tests.support.images import decode_image
 
 TASK_SETTINGS = {
     "worker_poll_s": 0.05,

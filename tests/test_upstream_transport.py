@@ -21,8 +21,8 @@ import pytest
 from app.providers.aiohttp_transport import AiohttpTransport, upstream_client
 from app.providers.errors import UpstreamAmbiguous, UpstreamRetryable
 from app.providers.upstream_http import post_json
-from tests.processes import free_port
-from tests.tls import self_signed, server_context
+from tests.support.processes import free_port
+from tests.support.tls import self_signed, server_context
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -22,9 +22,9 @@ import pytest
 
 from app.net.guarded_fetch import FetchFailed, GuardedFetcher
 from app.settings import Settings
-from tests.fakes.dns import FakeResolver
-from tests.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
-from tests.harness import Harness, running_app
+from tests.support.fakes.dns import FakeResolver
+from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
+from tests.support.harness import Harness, running_app
 
 GENERATIONS = "/v1/images/generations"
 MODEL = "gpt-image-1.5-official"  # 10 credits per image

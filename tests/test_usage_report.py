@@ -22,8 +22,8 @@ from app.billing.amounts import charge, render
 from app.billing.models import LedgerEntry, UsageRecord
 from app.billing.usage_report import GROUPINGS, usage_report
 from app.db import new_id, utcnow
-from tests.harness import Harness
-from tests.processes import cli, cli_json, gateway_env
+from tests.support.harness import Harness
+from tests.support.processes import cli, cli_json, gateway_env
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS = 4

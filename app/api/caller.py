@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import APIRouter, Request
 
 from app.api.schemas import ERROR_RESPONSES, AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
@@ -10,6 +12,7 @@ from app.billing.amounts import render
 from app.http.aliases import add_caller_route
 from app.http.deps import GatewayDep
 from app.keys.auth import authenticate
+from app.providers.base import ImageProvider
 
 router = APIRouter(tags=["caller"])
 
@@ -33,7 +36,7 @@ async def list_models(request: Request, gateway: GatewayDep) -> ModelList:
                 image_sizes=list(spec.image_sizes),
                 parameters=list(spec.parameters),
                 description=spec.description,
-                placeholder=providers == {"local"},
+                placeholder=only_placeholders(providers, gateway.providers),
             )
         )
     return ModelList(data=data)
@@ -70,3 +73,8 @@ add_caller_route(
     summary="The calling key and its account's credits",
     responses=ERROR_RESPONSES,
 )
+
+
+def only_placeholders(provider_names: set[str], providers: Mapping[str, ImageProvider]) -> bool:
+    """True when the model is served, and only by placeholder adapters."""
+    return bool(provider_names) and all(name in providers and providers[name].placeholder for name in provider_names)

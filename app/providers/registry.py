@@ -1,4 +1,8 @@
-"""Adapters by provider name. Routing looks a channel's provider up here; no if/elif on names."""
+"""Adapters by provider name. Routing looks a channel's provider up here; no if/elif on names.
+
+Each factory imports its adapter when it is called, so reading `PROVIDER_NAMES` (the admin API
+validates channels against it) does not import every adapter and its wire format.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,6 @@ import httpx
 from app.net.guarded_fetch import GuardedFetcher
 from app.providers.base import ImageProvider
 from app.providers.credentials import GoogleTokenSource
-from app.providers.gemini_image import GeminiImageProvider
-from app.providers.google_imagen import GoogleImagenProvider
-from app.providers.local import LocalProvider
-from app.providers.openai_images import OpenAIImagesProvider
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,36 @@ class ProviderDeps:
 
 ProviderFactory = Callable[[ProviderDeps], ImageProvider]
 
+
+def _local(_deps: ProviderDeps) -> ImageProvider:
+    from app.providers.local import LocalProvider
+
+    return LocalProvider()
+
+
+def _google_imagen(deps: ProviderDeps) -> ImageProvider:
+    from app.providers.google_imagen import GoogleImagenProvider
+
+    return GoogleImagenProvider(deps.http, deps.google_tokens)
+
+
+def _gemini_image(deps: ProviderDeps) -> ImageProvider:
+    from app.providers.gemini_image import GeminiImageProvider
+
+    return GeminiImageProvider(deps.http, deps.google_tokens)
+
+
+def _openai_images(deps: ProviderDeps) -> ImageProvider:
+    from app.providers.openai_images import OpenAIImagesProvider
+
+    return OpenAIImagesProvider(deps.http, deps.fetcher)
+
+
 FACTORIES: Mapping[str, ProviderFactory] = {
-    "local": lambda _deps: LocalProvider(),
-    "google-imagen": lambda deps: GoogleImagenProvider(deps.http, deps.google_tokens),
-    "gemini-image": lambda deps: GeminiImageProvider(deps.http, deps.google_tokens),
-    "openai-images": lambda deps: OpenAIImagesProvider(deps.http, deps.fetcher),
+    "local": _local,
+    "google-imagen": _google_imagen,
+    "gemini-image": _gemini_image,
+    "openai-images": _openai_images,
 }
 
 PROVIDER_NAMES = tuple(FACTORIES)

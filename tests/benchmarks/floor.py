@@ -49,7 +49,7 @@ from tests.benchmarks.procs import cpu_seconds, machine_busy_seconds, process_tr
 from tests.benchmarks.report import python_speed_ms
 from tests.benchmarks.scenarios import UPSTREAM_MODEL, Scenario
 from tests.benchmarks.stack import REPO_ROOT, fake_upstream
-from tests.processes import free_port, stop
+from tests.support.processes import free_port, stop
 
 VARIANTS = ("raw", "raw-join", "raw-join+malloc", "aiohttp", "uvicorn", "uvicorn-json", "uvicorn-json+malloc")
 # The values app/memory.py applies in the gateway (32 MB is glibc's ceiling for the mmap threshold).

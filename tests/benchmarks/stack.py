@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import text
 
 from app.db import Database
-from tests.processes import cli, cli_json, free_port, gateway_command, gateway_env, stop, wait_healthy
+from tests.support.processes import cli, cli_json, free_port, gateway_command, gateway_env, stop, wait_healthy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 
 @dataclass

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.fakes.upstream import FakeUpstream
-from tests.harness import ADMIN_TOKEN
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.harness import ADMIN_TOKEN
 
 
 def admin(base_url: str) -> httpx.Client:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +59,12 @@ class Harness:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    async def usage_rows(self) -> list[dict[str, str]]:
+        """The usage export (one row per request) as dicts, as finance would open the CSV."""
+        response = await self.admin("GET", "/admin/usage/export")
+        assert response.status_code == 200, response.text
+        return list(csv.DictReader(io.StringIO(response.text, newline="")))
 
     async def ledger_problems(self) -> list[str]:
         response = await self.admin("GET", "/admin/ledger/check")

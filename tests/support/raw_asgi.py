@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tests.harness import Harness
+from tests.support.harness import Harness
 
 
 async def call_generation_raw(

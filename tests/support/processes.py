@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import ADMIN_TOKEN
+from tests.support.harness import ADMIN_TOKEN
 
 
 def free_port() -> int:

@@ -1,0 +1,1 @@
+"""What the tests share: the app harness, databases, fake upstreams and process helpers."""
