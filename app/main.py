@@ -13,6 +13,7 @@ from app.admin.accounts import router as accounts_admin
 from app.admin.billing import router as billing_admin
 from app.admin.catalog import router as catalog_admin
 from app.admin.keys import router as keys_admin
+from app.admin.requests import router as requests_admin
 from app.api import caller, files, google_relay, health, images, metrics_route, tasks
 from app.api.google_wire import PredictBody
 from app.api.unified_wire import ImagesGenerationBody
@@ -20,6 +21,7 @@ from app.http.errors import install_error_handlers
 from app.http.middleware import RequestIdMiddleware
 from app.memory import tune_malloc
 from app.observability.logs import quiet_secret_bearing_loggers
+from app.observability.startup import log_startup
 from app.runtime import open_gateway, task_deps
 from app.settings import Settings
 from app.tasks.background import Background
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_gateway(settings) as gateway:
             app.state.gateway = gateway
+            await log_startup(settings, gateway.catalog.get, {getattr(r, "path", "") for r in app.routes})
             background = Background(task_deps(gateway), run_worker=settings.run_worker)
             background.start()
             try:
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics_route.router,
     ):
         app.include_router(router)
-    for router in (accounts_admin, keys_admin, catalog_admin, billing_admin):
+    for router in (accounts_admin, keys_admin, catalog_admin, billing_admin, requests_admin):
         app.include_router(router)
     _document_raw_bodies(app)
     return app

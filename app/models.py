@@ -1,6 +1,6 @@
 """Imports every ORM model so that `Base.metadata` is complete (Alembic and tests use it)."""
 
-from app.billing.models import Account, LedgerEntry, UsageRecord
+from app.billing.models import Account, LedgerEntry, UpstreamAttempt, UsageRecord
 from app.catalog.models import CatalogModel, Channel
 from app.db import Base
 from app.files.models import InstanceSecret, StoredFile
@@ -19,5 +19,6 @@ __all__ = [
     "LedgerEntry",
     "StoredFile",
     "Task",
+    "UpstreamAttempt",
     "UsageRecord",
 ]

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     callback_allow_networks: str = ""
     run_worker: bool = True
     auto_migrate: bool = True
+    # DEBUG | INFO | WARNING | ERROR (any case): JSON lines on stderr from this level up, for
+    # `image-gateway serve` and `worker`. INFO has one access line per request.
+    log_level: str = "INFO"
 
     # PostgreSQL connections per process: the pool, and how far past it a burst may go. Mind the
     # server's max_connections across every replica and worker.
@@ -83,6 +86,14 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_token_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"GATEWAY_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, not {value!r}")
+        return level
 
     @field_validator("metrics_token")
     @classmethod

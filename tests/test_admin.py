@@ -128,6 +128,7 @@ async def test_usage_export_has_the_contract_columns(gw: Harness) -> None:
         "error_code",
         "user",
         "metadata",
+        "client_request_id",
     ]
     assert len(rows) == 3
     assert {r["endpoint"] for r in rows} == {"/v1/images/generations"}

@@ -83,13 +83,14 @@ def _describe(request: dict[str, Any]) -> str:
 
 async def test_generated_admin_requests_never_get_a_5xx(gw: Harness) -> None:
     account = await gw.create_account(credits=100)
-    await gw.create_key(account["id"])
+    key = await gw.create_key(account["id"])
     key_id = (await gw.admin("GET", "/admin/keys")).json()["data"][0]["id"]
     existing = {
         "account_id": account["id"],
         "key_id": key_id,
         "model_id": "imagen4",
         "channel_id": (await gw.local_channel())["id"],
+        "request_id": (await gw.generate(key, {"prompt": "x"})).json()["id"],
     }
     document = (await gw.http.get("/openapi.json")).json()
     failures = []

@@ -17,7 +17,6 @@ import pytest
 import uvicorn
 
 from app.main import create_app
-from app.observability.logs import JsonFormatter
 from app.observability.redaction import SecretRedactor
 from app.providers.credentials import known_secrets
 from app.settings import Settings
@@ -25,32 +24,11 @@ from app.specs import ChannelSpec
 from tests.support.fakes.channels import Upstreams, ok
 from tests.support.fakes.upstream import FakeUpstream, Received, Reply
 from tests.support.harness import Harness, running_app
+from tests.support.logs import from_logger, json_log_lines
 from tests.support.processes import free_port
 
 CHANNEL_KEY = "AIzaSyC4n4ry-5ecr3t-0f-7he-ch4nnel-k3y"
 DISABLED_KEY = "sk-d1sabl3d-ch4nnel-k3y-n0t-in-use-0123"
-
-
-@contextmanager
-def json_log_lines() -> Iterator[io.StringIO]:
-    """What the gateway writes to stderr in production (JSON lines), captured from the root logger
-    at DEBUG, installed before the app starts as `image-gateway serve` does."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    # uvicorn's loggers stop propagating once any uvicorn server in this process configured them.
-    loggers = [root, *(lg for lg in map(logging.getLogger, ("uvicorn", "uvicorn.access")) if not lg.propagate)]
-    for logger in loggers:
-        logger.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield out
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-        root.setLevel(level)
 
 
 @pytest.fixture
@@ -105,6 +83,10 @@ async def test_channel_keys_echoed_by_an_upstream_reach_no_log_line(
     written = lines.getvalue()
     records = [orjson.loads(line) for line in written.splitlines()]
     assert any("unhandled error" in record["message"] for record in records)
+    # The new lines are under the canary too: the access lines of the failed-over requests and the
+    # admin change that set the key.
+    assert len([r for r in from_logger(written, "app.access") if r["route"] == "/v1/images/generations"]) == 2
+    assert leaky["id"] in {r["entity_id"] for r in from_logger(written, "app.admin")}
     assert any("[redacted]" in record.get("exception", "") for record in records)
     for text in (written, caplog.text):
         for secret in (CHANNEL_KEY, DISABLED_KEY):
@@ -170,9 +152,42 @@ async def test_a_callers_gateway_key_reaches_no_log_line(settings: Settings) -> 
             logging.getLogger("app.keys").warning("refused Authorization: Bearer %s from %s", key, key)
     assert (as_query.status_code, as_header.status_code, wrong.status_code) == (200, 200, 401)
     written = lines.getvalue()
-    assert "predict?key=" in written  # the access line is there…
+    assert "predict?key=" in written  # uvicorn's access line is there…
     assert key not in written  # …without the key
     assert key[4:20] not in written
+    ours = [r for r in from_logger(written, "app.access") if r["route"] == "/v1beta/models/{model}:predict"]
+    assert [r["key_prefix"] for r in ours] == [key[:12]]  # the gateway's line names the key by its prefix
+
+
+async def test_the_startup_line_shows_no_database_password_or_token(
+    settings: Settings, backend: str, upstream: FakeUpstream
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("a SQLite URL carries no password")
+    password = "pg-Pa55w0rd-canary-71"  # the test server trusts loopback: any password connects
+    with_secrets = settings.model_copy(
+        update={
+            "database_url": settings.database_url.replace("://postgres@", f"://postgres:{password}@", 1),
+            "metrics_token": "metrics-t0ken-canary-1234",
+        }
+    )
+    assert password in with_secrets.database_url
+    with json_log_lines() as lines:
+        async with running_app(with_secrets) as gw:
+            await gw.add_channel(
+                name="keyed",
+                provider="google-imagen",
+                base_url=f"{upstream.url}/v1beta",
+                auth={"api_key": CHANNEL_KEY},
+                models={"imagen4": "imagen-4.0-generate-001"},
+            )
+        async with running_app(with_secrets):  # starts again, now with a keyed channel
+            pass
+    written = lines.getvalue()
+    assert len([r for r in from_logger(written, "app.startup") if r["message"] == "gateway started"]) == 2
+    for secret in (password, "metrics-t0ken-canary-1234", with_secrets.admin_token or "?", CHANNEL_KEY):
+        assert secret not in written
+        assert secret[:8] not in written
 
 
 @pytest.mark.parametrize(

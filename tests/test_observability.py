@@ -62,11 +62,13 @@ async def test_metrics_count_what_happened(gw: Harness, upstream: FakeUpstream) 
     assert value(found, "gateway_channel_circuit", channel="main", state="closed") == 1
 
 
-async def test_request_id_from_the_caller_is_kept(gw: Harness) -> None:
+async def test_request_id_from_the_caller_is_kept_beside_the_gateways(gw: Harness) -> None:
+    # The contract's "One request, one id": the gateway's id is always its own; the caller's is echoed.
     response = await gw.http.get("/healthz", headers={"x-request-id": "trace-42.abc"})
-    assert response.headers["x-request-id"] == "trace-42.abc"
-    minted = await gw.http.get("/healthz", headers={"x-request-id": "bad id with spaces"})
-    assert minted.headers["x-request-id"].startswith("req_")
+    assert response.headers["x-request-id"].startswith("req_")
+    assert response.headers["x-client-request-id"] == "trace-42.abc"
+    spaced = await gw.http.get("/healthz", headers={"x-request-id": "an id with spaces"})
+    assert spaced.headers["x-client-request-id"] == "an id with spaces"  # printable ASCII is fine
 
 
 def test_json_log_lines_carry_the_request_id() -> None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.admin.types import MAX_CONCURRENCY, Credits, Multiplier, Text
 from app.catalog.models import CatalogModel, Channel
 from app.catalog.secrets import SECRET_AUTH_FIELDS
-from app.images import ASPECT_RATIOS, IMAGE_SIZES, OPTIONAL_PARAMETERS
+from app.images import ASPECT_RATIOS, DEFAULT_IMAGE_SIZE, IMAGE_SIZES, OPTIONAL_PARAMETERS
 from app.providers.registry import PROVIDER_NAMES
 
 
@@ -44,7 +44,7 @@ class ModelIn(_AcceptsWhatGetReturns):
     max_images: int = Field(4, ge=1, le=10)
     max_prompt_chars: int = Field(4000, ge=1, le=100_000)
     aspect_ratios: list[str] = Field(default_factory=lambda: list[str](ASPECT_RATIOS), min_length=1)
-    image_sizes: list[str] = Field(default_factory=lambda: ["1K"], min_length=1)
+    image_sizes: list[str] = Field(default_factory=lambda: list[str]([DEFAULT_IMAGE_SIZE]), min_length=1)
     parameters: list[str] = Field(default_factory=list)
     description: Text = Field("", max_length=500)
     enabled: bool = True

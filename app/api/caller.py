@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from fastapi import APIRouter, Request
 
 from app.api.schemas import ERROR_RESPONSES, AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
@@ -12,7 +10,6 @@ from app.billing.amounts import render
 from app.http.aliases import add_caller_route
 from app.http.deps import GatewayDep
 from app.keys.auth import authenticate
-from app.providers.base import ImageProvider
 
 router = APIRouter(tags=["caller"])
 
@@ -24,7 +21,10 @@ async def list_models(request: Request, gateway: GatewayDep) -> ModelList:
     for spec in sorted(snapshot.models.values(), key=lambda m: m.id):
         if not spec.enabled or not caller.may_use(spec.id):
             continue
-        providers = {channel.provider for channel, _ in snapshot.channels_for(spec.id)}
+        # Only what a request could be routed to: a model no channel can serve is not offered.
+        serving = gateway.router.serving(snapshot, spec.id)
+        if not serving:
+            continue
         data.append(
             ModelInfo(
                 id=spec.id,
@@ -36,7 +36,7 @@ async def list_models(request: Request, gateway: GatewayDep) -> ModelList:
                 image_sizes=list(spec.image_sizes),
                 parameters=list(spec.parameters),
                 description=spec.description,
-                placeholder=only_placeholders(providers, gateway.providers),
+                placeholder=all(gateway.router.is_placeholder(channel) for channel, _ in serving),
             )
         )
     return ModelList(data=data)
@@ -73,8 +73,3 @@ add_caller_route(
     summary="The calling key and its account's credits",
     responses=ERROR_RESPONSES,
 )
-
-
-def only_placeholders(provider_names: set[str], providers: Mapping[str, ImageProvider]) -> bool:
-    """True when the model is served, and only by placeholder adapters."""
-    return bool(provider_names) and all(name in providers and providers[name].placeholder for name in provider_names)

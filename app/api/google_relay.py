@@ -62,7 +62,11 @@ async def predict(request: Request, model: str, post: GooglePostDep) -> Response
             generated = await unless_disconnected(
                 request,
                 gateway.generation.generate(
-                    post.caller, replace(image_request, keep_files=keep_files), endpoint=post.endpoint
+                    post.caller,
+                    replace(image_request, keep_files=keep_files),
+                    endpoint=post.endpoint,
+                    request_id=post.request_id,
+                    client_request_id=post.client_request_id,
                 ),
             )
         except AllImagesFiltered as filtered:

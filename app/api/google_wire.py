@@ -16,7 +16,7 @@ import orjson
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from app.api.replay import FileRef, ReplayContext, file_refs, read_base64, refs_from_json
+from app.api.replay import FileRef, ReplayContext, file_refs, placeholder_headers, read_base64, refs_from_json
 from app.billing.amounts import render as render_amount
 from app.billing.models import UsageRecord
 from app.errors import GatewayError, InvalidValue, UnsupportedParameter
@@ -185,6 +185,8 @@ class PredictAnswer:
                 "x-gateway-request-id": generated.request_id,
                 "x-gateway-credits": render_amount(generated.billing.credits),
                 "x-gateway-balance": render_amount(generated.billing.balance),
+                # Google's body has no place for it (and its SDK drops unknown fields): header only.
+                **placeholder_headers(generated.placeholder),
             },
         )
 

@@ -49,12 +49,21 @@ async def create_images(request: Request, post: CallerPostDep) -> Response:
                 retention_days=gateway.settings.retention_days,
                 callback_url=body.callback_url,
                 public_base=base_url,
+                request_id=post.request_id,
+                client_request_id=post.client_request_id,
             )
             response = task_response(task, gateway.files.signer, gateway.settings.public_url, 202)
             return response, TaskAnswer(task_id=task.id, account_id=caller.account_id)
         wanted = replace(image_request, keep_files=keep_files)
         generated = await unless_disconnected(
-            request, gateway.generation.generate(caller, wanted, endpoint=post.endpoint)
+            request,
+            gateway.generation.generate(
+                caller,
+                wanted,
+                endpoint=post.endpoint,
+                request_id=post.request_id,
+                client_request_id=post.client_request_id,
+            ),
         )
         answer = ImagesAnswer.of(generated, wanted.response_format)
         return answer.live_response(generated, gateway.files.signer, base_url), answer

@@ -65,3 +65,11 @@ def refs_from_json(stored: Sequence[dict[str, Any]]) -> tuple[FileRef, ...]:
 async def read_base64(files: FileStore, refs: Sequence[FileRef]) -> list[tuple[str, str]]:
     """(base64, mime type) of each kept image, read back from the blob store."""
     return [(base64.b64encode(await files.blobs.get(ref.file_id)).decode("ascii"), ref.mime_type) for ref in refs]
+
+
+# Every answer a placeholder adapter produced says so, live or replayed, in whatever format.
+PLACEHOLDER_HEADER = "x-gateway-placeholder"
+
+
+def placeholder_headers(placeholder: bool) -> dict[str, str]:
+    return {PLACEHOLDER_HEADER: "true"} if placeholder else {}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.replay import ReplayContext
+from app.api.replay import ReplayContext, placeholder_headers
 from app.api.schemas import ERROR_RESPONSES, BillingBlock
 from app.files.signing import UrlSigner
 from app.http.aliases import add_caller_route
@@ -47,6 +47,10 @@ class TaskCallback(BaseModel):
 class TaskObject(BaseModel):
     id: str
     object: str = "task"
+    request_id: str = Field(
+        description="The gateway id of the request that submitted the task (its X-Request-Id, usage record and "
+        "ledger entry)."
+    )
     status: str = Field(description="queued | running | succeeded | failed | canceled")
     model: str
     created_at: str
@@ -57,12 +61,16 @@ class TaskObject(BaseModel):
     billing: BillingBlock | None
     callback: TaskCallback | None
     metadata: dict[str, str]
+    placeholder: bool | None = Field(None, description="True when the built-in local placeholder generator served it.")
 
 
 def task_response(task: Task, signer: UrlSigner, public_url: str | None, status_code: int = 200) -> Response:
     """The task object (see `TaskObject`): its every answer, live or replayed, is rendered here."""
     body: dict[str, Any] = service.render_task(task, signer, public_url)
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+    headers = placeholder_headers(bool(body.get("placeholder")))
+    if status_code == 202:
+        headers["location"] = f"/v1/tasks/{task.id}"  # where to poll
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers)
 
 
 @dataclass(frozen=True)

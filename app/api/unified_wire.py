@@ -14,7 +14,7 @@ import orjson
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from app.api.replay import FileRef, ReplayContext, file_refs, read_base64, refs_from_json
+from app.api.replay import FileRef, ReplayContext, file_refs, placeholder_headers, read_base64, refs_from_json
 from app.errors import InvalidValue, UnsupportedParameter
 from app.files.signing import UrlSigner
 from app.generation.service import Generated
@@ -220,14 +220,18 @@ class ImagesAnswer:
         else:
             # The base64 is a Fragment: spliced into the JSON as it came, not re-encoded.
             data = [_b64_item(image.b64.fragment(), image.mime_type) for image in generated.images]
-        return Response(orjson.dumps(self.body(data)), media_type="application/json")
+        return self._response(data)
 
     async def render(self, context: ReplayContext) -> Response:
         if self.response_format == "url":
             data = self._url_items(context.files.signer, context.base_url)
         else:
             data = [_b64_item(b64, mime) for b64, mime in await read_base64(context.files, self.files)]
-        return Response(orjson.dumps(self.body(data)), media_type="application/json")
+        return self._response(data)
+
+    def _response(self, data: list[dict[str, Any]]) -> Response:
+        headers = placeholder_headers(self.placeholder)
+        return Response(orjson.dumps(self.body(data)), media_type="application/json", headers=headers)
 
     async def served_model(self, context: ReplayContext) -> str | None:
         return self.model

@@ -18,6 +18,7 @@ from sqlalchemy import String, Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.amounts import render
+from app.billing.attempt_rows import AttemptRecord, write_attempts
 from app.billing.models import Account, LedgerEntry, UsageRecord
 from app.db import Fixed4, utcnow
 from app.db.hot_sql import Columns, HotStatement
@@ -42,6 +43,7 @@ class HoldTerms:
     hold_until: datetime
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    client_request_id: str | None = None  # the caller's own id (X-Client-Request-Id)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Outcome:
     images_delivered: int = 0
     credits: Decimal = Decimal(0)
     error_code: str | None = None
+    # One row each in upstream_attempts, written by the statement after the one ending the hold.
+    attempt_records: tuple[AttemptRecord, ...] = ()
 
 
 # Built once and run as driver SQL (app/db/hot_sql.py): on the hot path, SQLAlchemy's per-statement
@@ -99,6 +103,7 @@ _OPENED = Columns[HoldTerms](
     hold_until=attrgetter("hold_until"),
     user=attrgetter("user"),
     metadata=attrgetter("metadata"),
+    client_request_id=attrgetter("client_request_id"),
     created_at=_now,
 )
 # What ending a hold freezes onto the record, besides its final `status`.
@@ -190,6 +195,7 @@ async def capture(session: AsyncSession, request_id: str, outcome: Outcome) -> D
     if ended is None:
         return None
     account_id, hold = ended
+    await write_attempts(session, request_id, account_id, outcome.attempt_records)
     charged = await _CHARGE.run(session, {"account": account_id, "hold": hold, "charge": outcome.credits})
     balance: Decimal = charged[0][0]
     await _RECORD_CHARGE.run(session, _CHARGE_ENTRY.params(_Charged(account_id, request_id, outcome, balance)))
@@ -204,6 +210,7 @@ async def release(session: AsyncSession, request_id: str, status: str, outcome: 
     if ended is None:
         return False
     account_id, hold = ended
+    await write_attempts(session, request_id, account_id, outcome.attempt_records)
     await _UNHOLD.run(session, {"account": account_id, "hold": hold})
     return True
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Fixed4, UTCDateTime, utcnow
@@ -60,6 +60,12 @@ class UsageRecord(Base):
         Index("ix_usage_status_created", "status", "created_at"),
         Index("ix_usage_status_hold_until", "status", "hold_until"),
         Index("ix_usage_key_status", "key_id", "status"),  # a key's credit cap sums its records
+        Index("ix_usage_created", "created_at"),  # the request log, newest first
+        Index("ix_usage_client_request", "client_request_id"),
+        # Request log filters that may match few rows (a full scan of a year otherwise).
+        Index("ix_usage_channel_created", "channel_id", "created_at"),
+        Index("ix_usage_error_created", "error_code", "created_at"),
+        Index("ix_usage_user_created", "user", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -85,9 +91,46 @@ class UsageRecord(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The caller's own id for the request (X-Client-Request-Id), when it sent a usable one.
+    client_request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_metadata: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # While pending: after this moment the hold belongs to a crashed process and is expired.
     # Synchronous requests get minutes; queued tasks keep theirs until their retention ends.
     hold_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class UpstreamAttempt(Base):
+    """One call to an upstream channel on behalf of a request: what the provider may bill us for.
+
+    Written in the transaction that ends the request's hold (capture or release), so a request
+    and its attempts appear together or not at all. `possibly_billed` is true when the upstream
+    may have charged for the call: it succeeded (images or all filtered), or it timed out or broke
+    off after the request was sent.
+    """
+
+    __tablename__ = "upstream_attempts"
+    __table_args__ = (
+        Index("ix_attempts_request", "request_id", "n"),
+        Index("ix_attempts_started", "started_at"),
+        Index("ix_attempts_channel_started", "channel_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("usage_records.id"))
+    account_id: Mapped[str] = mapped_column(String(40))
+    n: Mapped[int] = mapped_column(Integer)  # 1 for the first attempt of the request
+    channel_id: Mapped[str] = mapped_column(String(40))
+    channel_name: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(40))
+    upstream_model: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))  # succeeded | failed | ambiguous | rejected
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    error: Mapped[str | None] = mapped_column(String(300), nullable=True)  # scrubbed of secrets
+    images: Mapped[int] = mapped_column(Integer, default=0)  # returned by the upstream, filtered included
+    possibly_billed: Mapped[bool] = mapped_column(Boolean, default=False)
+    upstream_cost: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)

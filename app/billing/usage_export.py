@@ -17,7 +17,7 @@ from app.db import Database
 COLUMNS = (
     "request_id", "created_at", "completed_at", "account_id", "key_id", "endpoint", "model", "upstream_model",
     "channel", "provider", "status", "images_requested", "images_delivered", "unit_credits", "model_multiplier",
-    "channel_multiplier", "credits", "attempts", "latency_ms", "error_code", "user", "metadata",
+    "channel_multiplier", "credits", "attempts", "latency_ms", "error_code", "user", "metadata", "client_request_id",
 )  # fmt: skip
 PAGE = 1000
 
@@ -53,7 +53,7 @@ def _cells(r: UsageRecord) -> list[object]:
         r.images_requested, r.images_delivered, render(r.unit_credits), render(r.model_multiplier),
         render(r.channel_multiplier) if r.channel_multiplier is not None else "", render(r.credits), r.attempts,
         r.latency_ms if r.latency_ms is not None else "", r.error_code or "", r.user or "",
-        orjson.dumps(r.request_metadata).decode() if r.request_metadata else "",
+        orjson.dumps(r.request_metadata).decode() if r.request_metadata else "", r.client_request_id or "",
     ]  # fmt: skip
 
 

@@ -48,7 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         proxy_headers=True,
-        log_config=log_config(),
+        log_config=log_config(settings.log_level),
         # SIGTERM: stop accepting, give in-flight requests this long, then run the lifespan's
         # shutdown (which puts running tasks back on the queue).
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) or None,
@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     tune_malloc()
     settings = settings_with_data_dir()
-    logging.config.dictConfig(log_config())
+    logging.config.dictConfig(log_config(settings.log_level))
     if settings.auto_migrate:
         asyncio.run(migrate(settings))
     asyncio.run(run_worker(settings))

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
 from app.billing.amounts import charge, render
+from app.billing.attempt_rows import AttemptRecord
 from app.db import Database, new_id, utcnow
 from app.errors import (
     Canceled,
@@ -40,6 +41,7 @@ from app.generation.validate import check_capabilities, resolve_model
 from app.images import GeneratedImage, ImageRequest
 from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter, check_credit_cap
+from app.observability.logs import note
 from app.observability.metrics import Metrics
 from app.routing.router import Attempt, ChannelRouter, Dispatch, Routed, RoutingFailed
 from app.routing.selection import Candidate
@@ -155,9 +157,21 @@ class GenerationService:
         self.files = files
         self.hold_timeout_s = hold_timeout_s
 
-    async def generate(self, caller: Caller, request: ImageRequest, endpoint: str) -> Generated:
+    async def generate(
+        self,
+        caller: Caller,
+        request: ImageRequest,
+        endpoint: str,
+        *,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+    ) -> Generated:
+        """`request_id`: the gateway's id of the HTTP request (minted here when there is none), kept
+        on the usage record, the ledger and the answer alike."""
         async with self.limited(caller):
-            admitting = asyncio.ensure_future(self.admit(caller, request, endpoint))
+            admitting = asyncio.ensure_future(
+                self.admit(caller, request, endpoint, request_id=request_id, client_request_id=client_request_id)
+            )
             try:
                 admitted = await asyncio.shield(admitting)
             except asyncio.CancelledError:
@@ -190,13 +204,18 @@ class GenerationService:
         *,
         hold_for: timedelta | None = None,
         on_hold: OnHold | None = None,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
     ) -> Admitted:
         """Validate and hold. Raises a 4xx GatewayError (nothing held) or 402."""
         snapshot = await self.catalog.get()
+        note(model=request.model)
         model, candidates = self._plan(snapshot, caller, request)
+        note(model=model.id)
         top_multiplier = max(channel.multiplier for channel, _ in candidates)
         terms = holds.HoldTerms(
-            request_id=new_id("req"),
+            request_id=request_id or new_id("req"),
+            client_request_id=client_request_id,
             account_id=caller.account_id,
             key_id=caller.key_id,
             endpoint=endpoint,
@@ -223,7 +242,7 @@ class GenerationService:
         a crash). Channels are chosen afresh, but only those the held credits still cover."""
         snapshot = await self.catalog.get()
         model = resolve_model(snapshot, terms.model)
-        able, _ = self.router.able(request, snapshot.channels_for(model.id))
+        able, _ = self.router.able(request, self.router.serving(snapshot, model.id))
         affordable = [
             (channel, upstream)
             for channel, upstream in able
@@ -283,7 +302,8 @@ class GenerationService:
         if not caller.may_use(model.id):
             raise ModelNotAllowed(f"This key may not use the model {model.id!r}.", param="model")
         check_capabilities(request, model)
-        served = snapshot.channels_for(model.id)
+        # The placeholder stands aside wherever a real channel maps the model (router.serving).
+        served = self.router.serving(snapshot, model.id)
         if not served:
             raise NoChannelAvailable(f"No enabled channel serves {model.id} right now.")
         able, refused = self.router.able(request, served)
@@ -335,6 +355,7 @@ class GenerationService:
             await self.files.discard(stored)
             raise RuntimeError(f"hold {terms.request_id} ended before settlement")
         self.metrics.settled(terms.model, channel.name, delivered, credits)
+        note(channel=channel.name, images=delivered, credits=render(credits))
         return generated
 
     async def _store(self, admitted: Admitted, images: list[GeneratedImage]) -> list[StoredFile]:
@@ -356,6 +377,7 @@ class GenerationService:
         finish: Finish,
     ) -> None:
         outcome = _outcome(attempts, started, None, error_code=error.code)
+        note(channel=outcome.channel_name)  # the channel last called, for the access line
         async with self.db.transaction("high") as session:
             released = await holds.release(session, admitted.terms.request_id, status, outcome)
             if released and finish.on_failed is not None:
@@ -413,16 +435,37 @@ def _outcome(
     error_code: str | None = None,
 ) -> holds.Outcome:
     channel = routed.channel if routed else None
+    calls = [a for a in attempts if a.called]
+    # A failed request names the channel it last called: that is where an operator looks first.
+    last = calls[-1] if calls and routed is None else None
     return holds.Outcome(
         attempts=len(attempts),
         channels_tried=[a.as_record() for a in attempts],
         latency_ms=int((time.monotonic() - started) * 1000),
-        upstream_model=routed.upstream_model if routed else None,
-        channel_id=channel.id if channel else None,
-        channel_name=channel.name if channel else None,
-        provider=channel.provider if channel else None,
+        upstream_model=routed.upstream_model if routed else (last.upstream_model if last else None),
+        channel_id=channel.id if channel else (last.channel_id if last else None),
+        channel_name=channel.name if channel else (last.channel if last else None),
+        provider=channel.provider if channel else (last.provider if last else None),
         channel_multiplier=channel.multiplier if channel else None,
         images_delivered=delivered,
         credits=credits,
         error_code=error_code,
+        attempt_records=tuple(_record_of(a) for a in calls),
+    )
+
+
+def _record_of(attempt: Attempt) -> AttemptRecord:
+    return AttemptRecord(
+        channel_id=attempt.channel_id,
+        channel_name=attempt.channel,
+        provider=attempt.provider,
+        upstream_model=attempt.upstream_model,
+        started_at=attempt.started_at,
+        latency_ms=attempt.latency_ms,
+        outcome=attempt.recorded_outcome,
+        possibly_billed=attempt.possibly_billed,
+        images=attempt.images,
+        http_status=attempt.status,
+        error_code=attempt.error_code,
+        error=attempt.error,
     )

@@ -25,6 +25,8 @@ class CallerPost:
     body: dict[str, Any]
     base_url: str  # where the URLs the gateway hands out point
     endpoint: str  # the route, as recorded on the usage record
+    request_id: str  # the gateway's id for this request (app/http/middleware.py)
+    client_request_id: str | None  # the caller's own, when it sent a usable one
 
 
 def caller_post(*, google_keys: bool) -> Callable[[Request], Awaitable[CallerPost]]:
@@ -39,6 +41,8 @@ def caller_post(*, google_keys: bool) -> Callable[[Request], Awaitable[CallerPos
             body=body,
             base_url=gateway.settings.public_url or str(request.base_url),
             endpoint=endpoint_of(request),
+            request_id=request.state.request_id,
+            client_request_id=request.state.client_request_id,
         )
 
     return authenticated_body

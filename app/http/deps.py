@@ -7,14 +7,19 @@ where the runtime lives.
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, UOWTransaction
 
 from app.errors import AdminDisabled, AdminUnauthorized
 from app.runtime import Gateway, gateway_of
+
+admin_log = logging.getLogger("app.admin")
 
 
 async def the_gateway(request: Request) -> Gateway:
@@ -33,14 +38,50 @@ def require_admin(request: Request) -> Gateway:
     return gateway
 
 
-async def unit_of_work(gateway: Annotated[Gateway, Depends(require_admin)]) -> AsyncIterator[AsyncSession]:
+async def unit_of_work(
+    request: Request, response: Response, gateway: Annotated[Gateway, Depends(require_admin)]
+) -> AsyncIterator[AsyncSession]:
     """The request scope owns the transaction: services flush, this commits (before the response
     is sent, thanks to scope="function" below) or rolls back on error. Admin writes change keys,
-    models and channels, so this replica's caches are dropped once they are committed."""
+    models and channels, so this replica's caches are dropped once they are committed, and each
+    committed change is logged."""
+    created: list[str] = []
     async with gateway.db.transaction() as session:
+        event.listen(session.sync_session, "after_flush", _collect_created(created))
         yield session
     # After the commit, so no request can cache the old state again.
     gateway.invalidate_caches()
+    if request.method not in ("GET", "HEAD"):
+        _log_admin_change(request, response, created)
+
+
+def _collect_created(into: list[str]) -> Callable[[Session, UOWTransaction], None]:
+    """An `after_flush` listener noting the ids of the rows a unit of work inserts (the entity a
+    POST created has no id in its path)."""
+
+    def collect(session: Session, _: UOWTransaction) -> None:
+        into.extend(str(row.id) for row in session.new if isinstance(getattr(row, "id", None), str))
+
+    return collect
+
+
+def _log_admin_change(request: Request, response: Response, created: list[str]) -> None:
+    route = request.scope.get("route")
+    # The path's own id names what changed (the last one, e.g. a channel's rather than an account's),
+    # else the first row the change created.
+    path_ids = [str(value) for value in request.path_params.values()]
+    admin_log.info(
+        "admin change: %s %s",
+        request.method,
+        getattr(route, "path", request.url.path),
+        extra={
+            "method": request.method,
+            "route": getattr(route, "path", None),
+            "entity_id": path_ids[-1] if path_ids else (created[0] if created else None),
+            "actor": "root",  # the one admin token; named operators come with roles
+            "status": response.status_code or getattr(route, "status_code", None) or 200,
+        },
+    )
 
 
 GatewayDep = Annotated[Gateway, Depends(the_gateway)]

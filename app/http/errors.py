@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import GatewayError, InternalError, InvalidRequest, InvalidValue, NotFound
+from app.observability.logs import note
 
 log = logging.getLogger("app.errors")
 
@@ -58,9 +59,13 @@ def error_response(request: Request, error: GatewayError) -> Response:
     else:
         body = contract_error_body(error, request_id)
     headers = dict(error.headers)
+    note(error_code=error.code)  # for the request's access line
     if request_id:
         # Set here too: a 500 is rendered outside the middleware that normally adds it.
         headers["x-request-id"] = request_id
+        client_id = request.scope.get("state", {}).get("client_request_id")
+        if client_id:
+            headers["x-client-request-id"] = client_id
     return Response(orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers)
 
 

@@ -14,10 +14,12 @@ from decimal import Decimal
 from sqlalchemy import select
 from starlette.requests import Request
 
+from app.billing.models import Account
 from app.db import Database, utcnow
 from app.errors import InvalidApiKey
 from app.keys.models import ApiKey
 from app.keys.secrets import key_hash
+from app.observability.logs import note
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +34,13 @@ class Caller:
     credit_cap: Decimal | None
     expires_at: datetime | None
     revoked: bool
+    account_name: str = ""  # for log lines
 
     def may_use(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
 
 
-def _caller(row: ApiKey) -> Caller:
+def _caller(row: ApiKey, account_name: str) -> Caller:
     return Caller(
         key_id=row.id,
         account_id=row.account_id,
@@ -49,6 +52,7 @@ def _caller(row: ApiKey) -> Caller:
         credit_cap=row.credit_cap,
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
+        account_name=account_name,
     )
 
 
@@ -64,10 +68,16 @@ class KeyCache:
         if hit is not None and time.monotonic() < hit[0]:
             return hit[1]
         async with self._db.sessions() as session:
-            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
-        if row is None:
+            found = (
+                await session.execute(
+                    select(ApiKey, Account.name)
+                    .join(Account, Account.id == ApiKey.account_id)
+                    .where(ApiKey.key_hash == digest)
+                )
+            ).first()
+        if found is None:
             return None  # unknown keys are not cached: a key created a moment ago must work
-        caller = _caller(row)
+        caller = _caller(found[0], found[1])
         if len(self._entries) > 100_000:
             self._entries.clear()
         self._entries[digest] = (time.monotonic() + self._ttl_s, caller)
@@ -100,4 +110,5 @@ async def authenticate(cache: KeyCache, request: Request, *, google: bool = Fals
         raise InvalidApiKey("This API key has been revoked.")
     if caller.expires_at is not None and caller.expires_at <= utcnow():
         raise InvalidApiKey("This API key has expired.")
+    note(account_id=caller.account_id, account_name=caller.account_name, key_prefix=caller.prefix)
     return caller

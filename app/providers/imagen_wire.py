@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from app.images import MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
+from app.images import DEFAULT_IMAGE_SIZE, MIME_TYPES, GeneratedImage, ImageRequest, ImageResult
 from app.providers.answer_json import Raw, base64_text, decode_answer, is_absent, value
 from app.providers.errors import ContentFiltered, UpstreamRetryable
 from app.providers.image_check import checked_image
@@ -36,7 +36,6 @@ from app.specs import ChannelSpec
 # and relays do not. Only Vertex accepts the full parameter set.
 VERTEX_PATH_MARK = "/publishers/google"
 VERTEX_ONLY = ("negative_prompt", "seed")
-DEFAULT_SIZE = "1K"
 
 
 def is_vertex(channel: ChannelSpec) -> bool:
@@ -54,7 +53,7 @@ def unsupported_parameters(request: ImageRequest, *, vertex: bool, fast: bool) -
     names = sorted(request.extra)
     if not vertex:
         names.extend(name for name in VERTEX_ONLY if getattr(request, name) is not None)
-    if fast and request.image_size != DEFAULT_SIZE:
+    if fast and request.image_size != DEFAULT_IMAGE_SIZE:
         names.append("image_size")
     return names
 

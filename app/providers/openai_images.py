@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.images import DIMENSIONS, GeneratedImage, ImageRequest, ImageResult
+from app.images import DEFAULT_IMAGE_SIZE, DIMENSIONS, GeneratedImage, ImageRequest, ImageResult
 from app.net.guarded_fetch import GuardedFetcher
 from app.providers.answer_json import Raw, base64_text, decode_answer, value
 from app.providers.credentials import channel_api_key, key_auth, redact_error
@@ -64,7 +64,7 @@ def _by_orientation(square: str, landscape: str | None, portrait: str | None) ->
     sizes: dict[Size, str] = {}
     for (tier, ratio), (width, height) in DIMENSIONS.items():
         size = square if width == height else landscape if width > height else portrait
-        if tier == "1K" and size is not None:
+        if tier == DEFAULT_IMAGE_SIZE and size is not None:
             sizes[(tier, ratio)] = size
     return sizes
 
@@ -98,7 +98,7 @@ def refused_parameters(request: ImageRequest, family: Family) -> list[str]:
     """The request's parameters this family cannot honour (named as the caller sent them)."""
     refused = [name for name in UNSUPPORTED_FIELDS if getattr(request, name) is not None]
     if (request.image_size, request.aspect_ratio) not in family.sizes:
-        refused.append("image_size" if request.image_size != "1K" else "aspect_ratio")
+        refused.append("image_size" if request.image_size != DEFAULT_IMAGE_SIZE else "aspect_ratio")
     quality = request.extra.get("quality")
     if quality is not None and not (isinstance(quality, str) and quality in family.qualities):
         refused.append("quality")

@@ -10,10 +10,12 @@ decides the charge.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from app.errors import (
@@ -39,11 +41,24 @@ from app.routing.breaker import BreakerState
 from app.routing.health import HealthStore
 from app.routing.selection import Candidate, order_candidates
 from app.routing.slots import ChannelSlots
-from app.specs import ChannelSpec
+from app.specs import CatalogSnapshot, ChannelSpec
 
 # Upstream statuses that mean the channel itself is broken (credentials, retired model), not
 # this request: they count against the channel's health.
 CHANNEL_FAULT_STATUSES = frozenset({401, 403, 404})
+
+log = logging.getLogger("app.routing")
+
+
+# The router's outcome words → the request log's (busy never reaches the log: no call was made).
+RECORDED_OUTCOMES = {
+    "ok": "succeeded",
+    "filtered": "succeeded",
+    "retryable": "failed",
+    "rate_limited": "failed",
+    "rejected": "rejected",
+    "ambiguous": "ambiguous",
+}
 
 
 @dataclass
@@ -54,6 +69,25 @@ class Attempt:
     latency_ms: int
     status: int | None = None
     error: str | None = None
+    provider: str = ""
+    upstream_model: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    images: int = 0  # returned by the upstream, filtered ones included where known
+    error_code: str | None = None  # the upstream's own code, else our classification
+    # The upstream may charge for this call: it answered with a result (images or all
+    # filtered), or it went silent after the request was sent. Connect failures, 4xx, 429 and
+    # 5xx answers are not billed.
+    possibly_billed: bool = False
+
+    @property
+    def called(self) -> bool:
+        """An upstream call was made (a busy channel was skipped without one)."""
+        return self.outcome != "busy"
+
+    @property
+    def recorded_outcome(self) -> str:
+        """succeeded | failed | ambiguous | rejected, as the request log names it."""
+        return RECORDED_OUTCOMES[self.outcome]
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -135,6 +169,28 @@ class ChannelRouter:
     def provider_for(self, channel: ChannelSpec) -> ImageProvider | None:
         return self.providers.get(channel.provider)
 
+    def is_placeholder(self, channel: ChannelSpec) -> bool:
+        provider = self.provider_for(channel)
+        return provider is not None and provider.placeholder
+
+    def serving(self, snapshot: CatalogSnapshot, model_id: str) -> list[Candidate]:
+        """The channels a request for the model may be routed to: the enabled ones that serve it,
+        without the placeholder adapters whenever any other enabled channel maps the model.
+
+        A real channel counts even while it cannot be called (open circuit, unreadable secret):
+        its caller then gets an honest error, never a stand-in image charged as a real one.
+        """
+        served = snapshot.channels_for(model_id)
+        if not any(self.is_placeholder(channel) for channel, _ in served):
+            return served
+        mapped_by_real = any(
+            channel.enabled and channel.upstream_model(model_id) is not None and not self.is_placeholder(channel)
+            for channel in snapshot.channels
+        )
+        if not mapped_by_real:
+            return served
+        return [(channel, upstream) for channel, upstream in served if not self.is_placeholder(channel)]
+
     def able(self, request: ImageRequest, candidates: list[Candidate]) -> tuple[list[Candidate], set[str]]:
         """Candidates whose adapter can honour every parameter of the request, and the parameters
         that made the others unable."""
@@ -163,7 +219,7 @@ class ChannelRouter:
             async with self.slots.slot(channel, min(self.slot_wait_s, run.remaining())) as got_slot:
                 if not got_slot:
                     run.busy += 1
-                    self._note(run, _attempt(channel, "busy", time.monotonic()))
+                    self._note(run, _attempt(channel, upstream, "busy", time.monotonic(), datetime.now(UTC)))
                     continue
                 run.calls += 1
                 routed = await self._call(run, request, channel, upstream, states[channel.id])
@@ -195,18 +251,21 @@ class ChannelRouter:
         """One upstream call. Returns the result, None to fail over, or raises RoutingFailed."""
         provider = self.providers[channel.provider]
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         run.dispatch.sent = True
         try:
             async with asyncio.timeout(min(channel.timeout_s, run.remaining())):
                 result = await provider.generate(request, channel, upstream)
         except ContentFiltered as exc:
             await self._healthy(channel, state, started)
-            self._note(run, _attempt(channel, "filtered", started))
+            self._note(run, _attempt(channel, upstream, "filtered", started, started_at, images=len(exc.reasons)))
             return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts, provider.placeholder)
         except UpstreamRetryable as exc:
             limited = exc.status == 429
             await self._unhealthy(channel, exc, started, rate_limited=limited)
-            self._note(run, _attempt(channel, "rate_limited" if limited else "retryable", started, exc))
+            self._note(
+                run, _attempt(channel, upstream, "rate_limited" if limited else "retryable", started, started_at, exc)
+            )
             if limited:
                 run.rate_limits.append(exc.retry_after_s)
             run.last, run.last_channel = exc, channel
@@ -214,12 +273,12 @@ class ChannelRouter:
         except UpstreamRejected as exc:
             if exc.status in CHANNEL_FAULT_STATUSES:
                 await self._unhealthy(channel, exc, started)
-            self._note(run, _attempt(channel, "rejected", started, exc))
+            self._note(run, _attempt(channel, upstream, "rejected", started, started_at, exc))
             raise RoutingFailed(rejected_error(exc, channel), run.attempts) from exc
         except (UpstreamAmbiguous, TimeoutError) as exc:
             error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("the upstream timed out")
             await self._unhealthy(channel, error, started)
-            self._note(run, _attempt(channel, "ambiguous", started, error))
+            self._note(run, _attempt(channel, upstream, "ambiguous", started, started_at, error))
             run.last, run.last_channel = error, channel
             # The upstream may have generated (and billed) this already, so another channel is
             # tried only where the operator allows it for this channel.
@@ -234,13 +293,33 @@ class ChannelRouter:
                 run.attempts,
             ) from exc
         await self._healthy(channel, state, started)
-        self._note(run, _attempt(channel, "ok", started))
+        returned = len(result.images) + len(result.filtered_reasons)
+        self._note(run, _attempt(channel, upstream, "ok", started, started_at, images=returned))
         return Routed(result, channel, upstream, run.attempts, provider.placeholder)
 
     def _note(self, run: _Run, attempt: Attempt) -> None:
         run.attempts.append(attempt)
-        if attempt.outcome != "busy":
-            self.metrics.upstream_call(attempt.channel, attempt.outcome, attempt.latency_ms / 1000)
+        if not attempt.called:
+            return
+        self.metrics.upstream_call(attempt.channel, attempt.outcome, attempt.latency_ms / 1000)
+        if attempt.recorded_outcome != "succeeded":
+            # The request id comes from the request's context (observability.logs.request_id_var).
+            log.warning(
+                "upstream attempt %s on channel %s: %s",
+                attempt.recorded_outcome,
+                attempt.channel,
+                attempt.error or attempt.error_code,
+                extra={
+                    "channel": attempt.channel,
+                    "provider": attempt.provider,
+                    "upstream_model": attempt.upstream_model,
+                    "outcome": attempt.recorded_outcome,
+                    "http_status": attempt.status,
+                    "error_code": attempt.error_code,
+                    "latency_ms": attempt.latency_ms,
+                    "upstream_message": attempt.error,
+                },
+            )
 
     async def _healthy(self, channel: ChannelSpec, state: BreakerState, started: float) -> None:
         if not state.is_clean(time.time()):
@@ -305,7 +384,16 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _attempt(channel: ChannelSpec, outcome: str, started: float, exc: UpstreamError | None = None) -> Attempt:
+def _attempt(
+    channel: ChannelSpec,
+    upstream_model: str,
+    outcome: str,
+    started: float,
+    started_at: datetime,
+    exc: UpstreamError | None = None,
+    *,
+    images: int = 0,
+) -> Attempt:
     return Attempt(
         channel_id=channel.id,
         channel=channel.name,
@@ -313,4 +401,35 @@ def _attempt(channel: ChannelSpec, outcome: str, started: float, exc: UpstreamEr
         latency_ms=_ms(started),
         status=exc.status if exc else None,
         error=scrub_secrets(exc.message, channel)[:300] if exc else None,
+        provider=channel.provider,
+        upstream_model=upstream_model,
+        started_at=started_at,
+        images=images,
+        error_code=_error_code(outcome, exc, channel),
+        possibly_billed=_possibly_billed(outcome, exc),
     )
+
+
+# Our name for a failure the upstream gave no code for.
+_CLASSIFIED = {
+    "filtered": "content_filtered",
+    "rate_limited": "rate_limited",
+    "retryable": "upstream_error",
+    "rejected": "upstream_rejected",
+    "ambiguous": "upstream_timeout",
+}
+
+
+def _error_code(outcome: str, exc: UpstreamError | None, channel: ChannelSpec) -> str | None:
+    if exc is not None and exc.upstream_code:
+        return scrub_secrets(exc.upstream_code, channel)[:60]
+    if outcome == "retryable" and exc is not None and exc.status is None:
+        return "upstream_unreachable"  # no answer at all: connect or transport failure
+    return _CLASSIFIED.get(outcome)
+
+
+def _possibly_billed(outcome: str, exc: UpstreamError | None) -> bool:
+    if outcome in ("ok", "filtered", "ambiguous"):
+        return True
+    # A 200 the adapter could not use (not JSON, no images) was still a successful call upstream.
+    return outcome == "retryable" and exc is not None and exc.status == 200

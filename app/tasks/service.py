@@ -37,9 +37,12 @@ async def submit(
     retention_days: float,
     callback_url: str | None,
     public_base: str,
+    request_id: str | None = None,
+    client_request_id: str | None = None,
 ) -> Task:
     """Hold the credits and queue the task in one transaction: a 402 comes now, not later, and
-    no task can exist without its hold (or a hold without its task)."""
+    no task can exist without its hold (or a hold without its task). The hold's usage record takes
+    the submitting request's id (`request_id`), which the task object shows."""
     request = dataclasses.replace(request, response_format="url")  # task results are always files
     retention = timedelta(days=retention_days)
     task_id = new_id("task")
@@ -71,7 +74,15 @@ async def submit(
 
     # A queued task keeps its hold until it runs or its retention ends.
     async with generation.limited(caller):  # rate limits count submissions
-        await generation.admit(caller, request, endpoint, hold_for=retention, on_hold=queue)
+        await generation.admit(
+            caller,
+            request,
+            endpoint,
+            hold_for=retention,
+            on_hold=queue,
+            request_id=request_id,
+            client_request_id=client_request_id,
+        )
     return created[0]
 
 
@@ -121,6 +132,8 @@ async def mark_succeeded(session: AsyncSession, task_id: str, generated: Generat
                 "created": generated.created,
                 "data": [{"file_id": f.id, "mime_type": f.content_type} for f in generated.files],
                 "filtered": [{"reason": reason} for reason in generated.filtered_reasons],
+                # Kept with the result so every later read of the task (and its callback) says so.
+                **({"placeholder": True} if generated.placeholder else {}),
             },
             billing=generated.billing.to_json(),
         )
@@ -178,9 +191,10 @@ def render_task(task: Task, signer: UrlSigner, public_url: str | None) -> dict[s
             "status": task.callback_status or "pending",
             "attempts": task.callback_attempts,
         }
-    return {
+    body: dict[str, Any] = {
         "id": task.id,
         "object": "task",
+        "request_id": task.request_id,
         "status": task.status,
         "model": task.model,
         "created_at": _iso(task.created_at),
@@ -192,6 +206,9 @@ def render_task(task: Task, signer: UrlSigner, public_url: str | None) -> dict[s
         "callback": callback,
         "metadata": task.task_metadata or {},
     }
+    if task.result is not None and task.result.get("placeholder"):
+        body["placeholder"] = True
+    return body
 
 
 def _iso(value: Any) -> str | None:

@@ -24,6 +24,7 @@ from app.billing.models import UsageRecord
 from app.db import utcnow
 from app.errors import GatewayError
 from app.generation.service import Finish, Generated
+from app.observability.logs import request_id_var
 from app.tasks import service
 from app.tasks.deps import TaskDeps
 from app.tasks.models import Task
@@ -104,6 +105,7 @@ class TaskWorker:
             return await session.get(Task, candidate)
 
     async def _process(self, task: Task) -> None:
+        request_id_var.set(task.request_id)  # this task's own context: its log lines carry the request's id
         heartbeat = asyncio.create_task(self._heartbeat(task.id, asyncio.current_task()))
         try:
             await self._execute(task)
@@ -197,4 +199,5 @@ def _terms(record: UsageRecord) -> HoldTerms:
         hold_until=record.hold_until or utcnow(),
         user=record.user,
         metadata=dict(record.request_metadata or {}),
+        client_request_id=record.client_request_id,
     )
