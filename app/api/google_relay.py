@@ -17,7 +17,7 @@ from app.api.idempotent import with_idempotency
 from app.api.replay import ReplayTemplate
 from app.api.schemas import GOOGLE_ERROR_RESPONSES, PredictResponse
 from app.errors import GatewayError, NotFound
-from app.generation.service import AllImagesFiltered
+from app.generation.results import AllImagesFiltered
 from app.http.caller_post import GooglePostDep
 from app.http.disconnect import unless_disconnected
 from app.http.errors import WireRoute

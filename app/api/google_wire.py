@@ -20,7 +20,7 @@ from app.api.replay import FileRef, ReplayContext, file_refs, placeholder_header
 from app.billing.amounts import render as render_amount
 from app.billing.models import UsageRecord
 from app.errors import GatewayError, InvalidValue, UnsupportedParameter
-from app.generation.service import Generated
+from app.generation.results import Generated
 from app.http.errors import describe_validation_errors
 from app.images import (
     ASPECT_RATIOS,

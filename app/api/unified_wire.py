@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from app.api.replay import FileRef, ReplayContext, file_refs, placeholder_headers, read_base64, refs_from_json
 from app.errors import InvalidValue, UnsupportedParameter
 from app.files.signing import UrlSigner
-from app.generation.service import Generated
+from app.generation.results import Generated
 from app.http.errors import describe_validation_errors
 from app.images import (
     ASPECT_RATIOS,

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,83 +31,31 @@ from app.errors import (
     GatewayError,
     InternalError,
     ModelNotAllowed,
-    ModerationBlocked,
     NoChannelAvailable,
     UnsupportedParameter,
 )
 from app.files.models import StoredFile
 from app.files.service import FileStore
+from app.generation.cancellation import outlive_caller
+from app.generation.results import AllImagesFiltered, Billing, Generated, StorageFailed
 from app.generation.validate import check_capabilities, resolve_model
 from app.images import GeneratedImage, ImageRequest
 from app.keys.auth import Caller
 from app.keys.limits import KeyLimiter, check_credit_cap
 from app.observability.logs import note
 from app.observability.metrics import Metrics
-from app.routing.router import Attempt, ChannelRouter, Dispatch, Routed, RoutingFailed
+from app.routing.attempts import Attempt
+from app.routing.router import ChannelRouter, Dispatch, Routed, RoutingFailed
 from app.routing.selection import Candidate
 from app.specs import CatalogSnapshot, ModelSpec
 
 log = logging.getLogger("app.generation")
-_T = TypeVar("_T")
 
 
 class CatalogSource(Protocol):
     """Where the current catalog comes from (the catalog cache, in the app)."""
 
     async def get(self) -> CatalogSnapshot: ...
-
-
-@dataclass(frozen=True)
-class Billing:
-    images: int
-    unit_credits: Decimal
-    model_multiplier: Decimal
-    channel_multiplier: Decimal
-    credits: Decimal
-    balance: Decimal
-
-    def to_json(self) -> dict[str, Any]:
-        """The contract's `billing` block: amounts as decimal strings."""
-        return {
-            "images": self.images,
-            "unit_credits": render(self.unit_credits),
-            "model_multiplier": render(self.model_multiplier),
-            "channel_multiplier": render(self.channel_multiplier),
-            "credits": render(self.credits),
-            "balance": render(self.balance),
-        }
-
-
-@dataclass(frozen=True)
-class Generated:
-    request_id: str
-    created: int
-    model: ModelSpec
-    images: list[GeneratedImage]
-    filtered_reasons: list[str]
-    billing: Billing
-    provider: str
-    files: list[StoredFile] = field(default_factory=list)  # when the caller asked for URLs
-    # Served by the built-in stand-in (ImageProvider.placeholder): the edge tells the caller.
-    placeholder: bool = False
-
-
-class AllImagesFiltered(ModerationBlocked):
-    """Every image was withheld upstream. Nothing is charged; the Google route renders `{}`."""
-
-    def __init__(self, request_id: str, reasons: list[str]) -> None:
-        super().__init__(
-            "Every generated image was blocked by the safety system; nothing was charged. "
-            "Rephrase the prompt and try again."
-        )
-        self.request_id = request_id
-        self.reasons = reasons
-
-
-class StorageFailed(GatewayError):
-    status = 503
-    code = "storage_unavailable"
-    type = "server_error"
 
 
 # Hooks that run inside the hold / settle transactions (tasks write their rows there).
@@ -270,7 +218,7 @@ class GenerationService:
         # Before anything went upstream a cancellation stops the request; once a call is out it
         # does not, except for a worker shutting down (its task runs again later).
         try:
-            routed = await _outlive_caller(routing, lambda: finish.requeue_on_cancel() or not dispatch.sent)
+            routed = await outlive_caller(routing, lambda: finish.requeue_on_cancel() or not dispatch.sent)
         except RoutingFailed as failed:
             await asyncio.shield(self._release(admitted, "failed", failed.attempts, started, failed.error, finish))
             raise failed.error from None
@@ -285,7 +233,7 @@ class GenerationService:
         settling = asyncio.ensure_future(self._settle(admitted, routed, started, finish))
         try:
             # Settling is one short transaction: even a shutting-down worker lets it finish.
-            return await _outlive_caller(settling, finish.requeue_on_cancel, stoppable=False)
+            return await outlive_caller(settling, finish.requeue_on_cancel, stoppable=False)
         except GatewayError as error:
             await asyncio.shield(self._release(admitted, _status_of(error), routed.attempts, started, error, finish))
             raise
@@ -384,41 +332,6 @@ class GenerationService:
                 await finish.on_failed(session, status, error)
         if released:
             self.metrics.ended(admitted.terms.model, status)
-
-
-async def _outlive_caller(work: asyncio.Future[_T], stop: Callable[[], bool], *, stoppable: bool = True) -> _T:
-    """Await `work` and decide what a cancellation of the awaiting task means.
-
-    When `stop()` says so, the cancellation goes on: `work` is cancelled too (or, when not
-    `stoppable`, awaited to its end, its failure raised first). Otherwise `work` runs to its end
-    and its result is returned as if nobody had left; the cancellation is taken back, so that
-    timeouts further up the task still tell their own cancellations apart.
-    """
-    taken_back = 0
-    try:
-        while True:
-            try:
-                return await asyncio.shield(work)
-            except asyncio.CancelledError:
-                if work.cancelled():
-                    raise
-                if stop():
-                    if stoppable:
-                        work.cancel()
-                    await asyncio.wait({work})
-                    if not stoppable:
-                        work.result()
-                    elif not work.cancelled():
-                        work.exception()  # retrieved and dropped: the cancellation is the outcome now
-                    raise
-                if taken_back == 0:
-                    log.info("the caller left after the upstream call went out; finishing the request")
-                taken_back += 1
-    finally:
-        current = asyncio.current_task()
-        if current is not None:
-            for _ in range(taken_back):
-                current.uncancel()
 
 
 def _status_of(error: GatewayError) -> str:

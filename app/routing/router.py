@@ -16,7 +16,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from app.errors import (
     MAX_RETRY_AFTER_S,
@@ -37,6 +36,7 @@ from app.providers.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
+from app.routing.attempts import Attempt, attempt_of
 from app.routing.breaker import BreakerState
 from app.routing.health import HealthStore
 from app.routing.selection import Candidate, order_candidates
@@ -48,59 +48,6 @@ from app.specs import CatalogSnapshot, ChannelSpec
 CHANNEL_FAULT_STATUSES = frozenset({401, 403, 404})
 
 log = logging.getLogger("app.routing")
-
-
-# The router's outcome words → the request log's (busy never reaches the log: no call was made).
-RECORDED_OUTCOMES = {
-    "ok": "succeeded",
-    "filtered": "succeeded",
-    "retryable": "failed",
-    "rate_limited": "failed",
-    "rejected": "rejected",
-    "ambiguous": "ambiguous",
-}
-
-
-@dataclass
-class Attempt:
-    channel_id: str
-    channel: str
-    outcome: str  # ok | filtered | retryable | rate_limited | rejected | ambiguous | busy
-    latency_ms: int
-    status: int | None = None
-    error: str | None = None
-    provider: str = ""
-    upstream_model: str = ""
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    images: int = 0  # returned by the upstream, filtered ones included where known
-    error_code: str | None = None  # the upstream's own code, else our classification
-    # The upstream may charge for this call: it answered with a result (images or all
-    # filtered), or it went silent after the request was sent. Connect failures, 4xx, 429 and
-    # 5xx answers are not billed.
-    possibly_billed: bool = False
-
-    @property
-    def called(self) -> bool:
-        """An upstream call was made (a busy channel was skipped without one)."""
-        return self.outcome != "busy"
-
-    @property
-    def recorded_outcome(self) -> str:
-        """succeeded | failed | ambiguous | rejected, as the request log names it."""
-        return RECORDED_OUTCOMES[self.outcome]
-
-    def as_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "channel_id": self.channel_id,
-            "channel": self.channel,
-            "outcome": self.outcome,
-            "latency_ms": self.latency_ms,
-        }
-        if self.status is not None:
-            record["status"] = self.status
-        if self.error:
-            record["error"] = self.error
-        return record
 
 
 @dataclass
@@ -219,7 +166,7 @@ class ChannelRouter:
             async with self.slots.slot(channel, min(self.slot_wait_s, run.remaining())) as got_slot:
                 if not got_slot:
                     run.busy += 1
-                    self._note(run, _attempt(channel, upstream, "busy", time.monotonic(), datetime.now(UTC)))
+                    self._note(run, attempt_of(channel, upstream, "busy", time.monotonic(), datetime.now(UTC)))
                     continue
                 run.calls += 1
                 routed = await self._call(run, request, channel, upstream, states[channel.id])
@@ -258,13 +205,13 @@ class ChannelRouter:
                 result = await provider.generate(request, channel, upstream)
         except ContentFiltered as exc:
             await self._healthy(channel, state, started)
-            self._note(run, _attempt(channel, upstream, "filtered", started, started_at, images=len(exc.reasons)))
+            self._note(run, attempt_of(channel, upstream, "filtered", started, started_at, images=len(exc.reasons)))
             return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts, provider.placeholder)
         except UpstreamRetryable as exc:
             limited = exc.status == 429
             await self._unhealthy(channel, exc, started, rate_limited=limited)
             self._note(
-                run, _attempt(channel, upstream, "rate_limited" if limited else "retryable", started, started_at, exc)
+                run, attempt_of(channel, upstream, "rate_limited" if limited else "retryable", started, started_at, exc)
             )
             if limited:
                 run.rate_limits.append(exc.retry_after_s)
@@ -273,12 +220,12 @@ class ChannelRouter:
         except UpstreamRejected as exc:
             if exc.status in CHANNEL_FAULT_STATUSES:
                 await self._unhealthy(channel, exc, started)
-            self._note(run, _attempt(channel, upstream, "rejected", started, started_at, exc))
+            self._note(run, attempt_of(channel, upstream, "rejected", started, started_at, exc))
             raise RoutingFailed(rejected_error(exc, channel), run.attempts) from exc
         except (UpstreamAmbiguous, TimeoutError) as exc:
             error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("the upstream timed out")
             await self._unhealthy(channel, error, started)
-            self._note(run, _attempt(channel, upstream, "ambiguous", started, started_at, error))
+            self._note(run, attempt_of(channel, upstream, "ambiguous", started, started_at, error))
             run.last, run.last_channel = error, channel
             # The upstream may have generated (and billed) this already, so another channel is
             # tried only where the operator allows it for this channel.
@@ -294,7 +241,7 @@ class ChannelRouter:
             ) from exc
         await self._healthy(channel, state, started)
         returned = len(result.images) + len(result.filtered_reasons)
-        self._note(run, _attempt(channel, upstream, "ok", started, started_at, images=returned))
+        self._note(run, attempt_of(channel, upstream, "ok", started, started_at, images=returned))
         return Routed(result, channel, upstream, run.attempts, provider.placeholder)
 
     def _note(self, run: _Run, attempt: Attempt) -> None:
@@ -382,54 +329,3 @@ def _retry_after(seconds: float) -> int:
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
-
-
-def _attempt(
-    channel: ChannelSpec,
-    upstream_model: str,
-    outcome: str,
-    started: float,
-    started_at: datetime,
-    exc: UpstreamError | None = None,
-    *,
-    images: int = 0,
-) -> Attempt:
-    return Attempt(
-        channel_id=channel.id,
-        channel=channel.name,
-        outcome=outcome,
-        latency_ms=_ms(started),
-        status=exc.status if exc else None,
-        error=scrub_secrets(exc.message, channel)[:300] if exc else None,
-        provider=channel.provider,
-        upstream_model=upstream_model,
-        started_at=started_at,
-        images=images,
-        error_code=_error_code(outcome, exc, channel),
-        possibly_billed=_possibly_billed(outcome, exc),
-    )
-
-
-# Our name for a failure the upstream gave no code for.
-_CLASSIFIED = {
-    "filtered": "content_filtered",
-    "rate_limited": "rate_limited",
-    "retryable": "upstream_error",
-    "rejected": "upstream_rejected",
-    "ambiguous": "upstream_timeout",
-}
-
-
-def _error_code(outcome: str, exc: UpstreamError | None, channel: ChannelSpec) -> str | None:
-    if exc is not None and exc.upstream_code:
-        return scrub_secrets(exc.upstream_code, channel)[:60]
-    if outcome == "retryable" and exc is not None and exc.status is None:
-        return "upstream_unreachable"  # no answer at all: connect or transport failure
-    return _CLASSIFIED.get(outcome)
-
-
-def _possibly_billed(outcome: str, exc: UpstreamError | None) -> bool:
-    if outcome in ("ok", "filtered", "ambiguous"):
-        return True
-    # A 200 the adapter could not use (not JSON, no images) was still a successful call upstream.
-    return outcome == "retryable" and exc is not None and exc.status == 200

@@ -14,7 +14,8 @@ from app.db import new_id, utcnow
 from app.errors import NotFound
 from app.files.models import StoredFile
 from app.files.signing import UrlSigner
-from app.generation.service import Generated, GenerationService
+from app.generation.results import Generated
+from app.generation.service import GenerationService
 from app.images import ImageRequest
 from app.keys.auth import Caller
 from app.tasks.models import Task

@@ -23,7 +23,8 @@ from app.billing.holds import HoldTerms
 from app.billing.models import UsageRecord
 from app.db import utcnow
 from app.errors import GatewayError
-from app.generation.service import Finish, Generated
+from app.generation.results import Generated
+from app.generation.service import Finish
 from app.observability.logs import request_id_var
 from app.tasks import service
 from app.tasks.deps import TaskDeps

@@ -1,0 +1,115 @@
+"""One call to an upstream channel, as the router saw it and as the request log records it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.providers.credentials import scrub_secrets
+from app.providers.errors import UpstreamError
+from app.specs import ChannelSpec
+
+# The router's outcome words → the request log's (busy never reaches the log: no call was made).
+RECORDED_OUTCOMES = {
+    "ok": "succeeded",
+    "filtered": "succeeded",
+    "retryable": "failed",
+    "rate_limited": "failed",
+    "rejected": "rejected",
+    "ambiguous": "ambiguous",
+}
+
+
+@dataclass
+class Attempt:
+    channel_id: str
+    channel: str
+    outcome: str  # ok | filtered | retryable | rate_limited | rejected | ambiguous | busy
+    latency_ms: int
+    status: int | None = None
+    error: str | None = None
+    provider: str = ""
+    upstream_model: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    images: int = 0  # returned by the upstream, filtered ones included where known
+    error_code: str | None = None  # the upstream's own code, else our classification
+    # The upstream may charge for this call: it answered with a result (images or all
+    # filtered), or it went silent after the request was sent. Connect failures, 4xx, 429 and
+    # 5xx answers are not billed.
+    possibly_billed: bool = False
+
+    @property
+    def called(self) -> bool:
+        """An upstream call was made (a busy channel was skipped without one)."""
+        return self.outcome != "busy"
+
+    @property
+    def recorded_outcome(self) -> str:
+        """succeeded | failed | ambiguous | rejected, as the request log names it."""
+        return RECORDED_OUTCOMES[self.outcome]
+
+    def as_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "channel_id": self.channel_id,
+            "channel": self.channel,
+            "outcome": self.outcome,
+            "latency_ms": self.latency_ms,
+        }
+        if self.status is not None:
+            record["status"] = self.status
+        if self.error:
+            record["error"] = self.error
+        return record
+
+
+def attempt_of(
+    channel: ChannelSpec,
+    upstream_model: str,
+    outcome: str,
+    started: float,
+    started_at: datetime,
+    exc: UpstreamError | None = None,
+    *,
+    images: int = 0,
+) -> Attempt:
+    return Attempt(
+        channel_id=channel.id,
+        channel=channel.name,
+        outcome=outcome,
+        latency_ms=int((time.monotonic() - started) * 1000),
+        status=exc.status if exc else None,
+        error=scrub_secrets(exc.message, channel)[:300] if exc else None,
+        provider=channel.provider,
+        upstream_model=upstream_model,
+        started_at=started_at,
+        images=images,
+        error_code=_error_code(outcome, exc, channel),
+        possibly_billed=_possibly_billed(outcome, exc),
+    )
+
+
+# Our name for a failure the upstream gave no code for.
+_CLASSIFIED = {
+    "filtered": "content_filtered",
+    "rate_limited": "rate_limited",
+    "retryable": "upstream_error",
+    "rejected": "upstream_rejected",
+    "ambiguous": "upstream_timeout",
+}
+
+
+def _error_code(outcome: str, exc: UpstreamError | None, channel: ChannelSpec) -> str | None:
+    if exc is not None and exc.upstream_code:
+        return scrub_secrets(exc.upstream_code, channel)[:60]
+    if outcome == "retryable" and exc is not None and exc.status is None:
+        return "upstream_unreachable"  # no answer at all: connect or transport failure
+    return _CLASSIFIED.get(outcome)
+
+
+def _possibly_billed(outcome: str, exc: UpstreamError | None) -> bool:
+    if outcome in ("ok", "filtered", "ambiguous"):
+        return True
+    # A 200 the adapter could not use (not JSON, no images) was still a successful call upstream.
+    return outcome == "retryable" and exc is not None and exc.status == 200
