@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.admin.types import Credits, Instant, Text
+from app.billing.attempt_export import export_attempts_csv
 from app.billing.ledger_check import check_ledger
 from app.billing.usage_export import export_csv
 from app.billing.usage_report import GROUPINGS, UsageReport, check_range, parse_group_by, usage_report
@@ -94,6 +95,26 @@ async def usage_export(
         export_csv(gateway.db, start, end, account_id),
         media_type="text/csv",
         headers={"content-disposition": 'attachment; filename="usage.csv"'},
+    )
+
+
+@router.get(
+    "/attempts/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "One CSV row per upstream attempt."}},
+    summary="Every upstream attempt, for reconciling a provider's invoice",
+    description=(
+        "One row per call to an upstream channel that started in [start, end): the request, its "
+        "account and model, the channel, provider and upstream model, outcome, HTTP status, images "
+        "returned and `possibly_billed` (the provider may have charged for it)."
+    ),
+)
+async def attempts_export(gateway: AdminGateway, start: Start = None, end: End = None) -> StreamingResponse:
+    start, end = check_range(start, end)
+    return StreamingResponse(
+        export_attempts_csv(gateway.db, start, end),
+        media_type="text/csv",
+        headers={"content-disposition": 'attachment; filename="attempts.csv"'},
     )
 
 

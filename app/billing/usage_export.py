@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.billing.amounts import render
 from app.billing.models import UsageRecord
@@ -39,8 +42,8 @@ def spreadsheet_safe(value: str) -> str:
     return f"'{value}" if value.startswith(FORMULA_STARTS) else value
 
 
-def _row(r: UsageRecord) -> list[object]:
-    cells = _cells(r)
+def _row(selected: Sequence[Any]) -> list[object]:
+    cells = _cells(selected[0])
     for i in _TEXT_POSITIONS:
         cells[i] = spreadsheet_safe(str(cells[i]))
     return cells
@@ -60,35 +63,71 @@ def _cells(r: UsageRecord) -> list[object]:
 async def export_csv(
     db: Database, start: datetime | None, end: datetime | None, account_id: str | None = None
 ) -> AsyncIterator[str]:
+    """CSV text in chunks, one request a row (see `paged_csv`)."""
+    pages = Keyset(UsageRecord, UsageRecord.created_at, UsageRecord.id, start, end)
+    where = [UsageRecord.account_id == account_id] if account_id is not None else []
+    async for chunk in paged_csv(db, COLUMNS, pages, _row, where):
+        yield chunk
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Pages of a table oldest first, within [start, end), ordered by a moment and then a key."""
+
+    table: Any
+    moment: InstrumentedAttribute[Any]
+    key: InstrumentedAttribute[Any]
+    start: datetime | None
+    end: datetime | None
+    # Columns of another table selected beside each row, and how to join it.
+    also: tuple[Any, ...] = ()
+    join: tuple[Any, Any] | None = None
+
+    def page_after(self, after: tuple[Any, Any] | None) -> Select[Any]:
+        moment, key = self.moment, self.key
+        query = select(self.table, *self.also)
+        if self.join is not None:
+            query = query.join(*self.join)
+        query = query.order_by(moment, key).limit(PAGE)
+        if self.start is not None:
+            query = query.where(moment >= self.start)
+        if self.end is not None:
+            query = query.where(moment < self.end)
+        if after is not None:
+            query = query.where(or_(moment > after[0], and_(moment == after[0], key > after[1])))
+        return query
+
+    def position_of(self, row: Sequence[Any]) -> tuple[Any, Any]:
+        record = row[0]
+        return getattr(record, self.moment.key), getattr(record, self.key.key)
+
+
+async def paged_csv(
+    db: Database,
+    columns: Sequence[str],
+    pages: Keyset,
+    row: Callable[[Sequence[Any]], list[object]],
+    where: Sequence[ColumnElement[bool]] = (),
+) -> AsyncIterator[str]:
     """CSV text in chunks: the header, then one page of rows at a time, each read in its own short
-    transaction (keyset pagination on created_at, id) so no long transaction blocks writers."""
+    transaction (keyset pagination) so no long transaction blocks writers and a year of rows never
+    sits in memory."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     yield buffer.getvalue()
-    after: tuple[datetime, str] | None = None
+    after: tuple[Any, Any] | None = None
     while True:
-        query = select(UsageRecord).order_by(UsageRecord.created_at, UsageRecord.id).limit(PAGE)
-        if start is not None:
-            query = query.where(UsageRecord.created_at >= start)
-        if end is not None:
-            query = query.where(UsageRecord.created_at < end)
-        if account_id is not None:
-            query = query.where(UsageRecord.account_id == account_id)
-        if after is not None:
-            query = query.where(
-                or_(
-                    UsageRecord.created_at > after[0],
-                    and_(UsageRecord.created_at == after[0], UsageRecord.id > after[1]),
-                )
-            )
+        query = pages.page_after(after)
+        for condition in where:
+            query = query.where(condition)
         async with db.sessions() as session:
-            rows = (await session.scalars(query)).all()
+            rows = (await session.execute(query)).all()
         if not rows:
             return
         buffer.seek(0)
         buffer.truncate()
         for record in rows:
-            writer.writerow(_row(record))
+            writer.writerow(row(record))
         yield buffer.getvalue()
-        after = (rows[-1].created_at, rows[-1].id)
+        after = pages.position_of(rows[-1])
