@@ -8,8 +8,6 @@ let one through would show up as a connection, not just as a wrong return value.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import ssl
 from collections.abc import AsyncIterator
@@ -22,32 +20,13 @@ from app.callbacks import guarded_deliver
 from app.net.ssrf import URLRefused, check_without_dns, parse_guarded_url, resolve_guarded_url
 from app.settings import Settings
 from tests.support.fakes.dns import FakeResolver
-
-
-class ConnectionSentinel:
-    """A loopback TCP server that only counts the connections it receives."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.port = 0
-
-    async def on_connect(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
+from tests.support.sentinel import ConnectionSentinel, watching
 
 
 @pytest.fixture
 async def sentinel() -> AsyncIterator[ConnectionSentinel]:
-    watcher = ConnectionSentinel()
-    servers = [await asyncio.start_server(watcher.on_connect, "127.0.0.1", 0)]
-    watcher.port = servers[0].sockets[0].getsockname()[1]
-    # Listen on ::1 at the same port too where the host allows it, so IPv6 loopback tricks are watched.
-    with contextlib.suppress(OSError):
-        servers.append(await asyncio.start_server(watcher.on_connect, "::1", watcher.port))
-    yield watcher
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    async with watching("127.0.0.1") as watcher:
+        yield watcher
 
 
 @cache

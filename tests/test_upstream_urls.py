@@ -10,9 +10,7 @@ internal image store. Nothing here ever connects off this machine.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +23,7 @@ from app.settings import Settings
 from tests.support.fakes.dns import FakeResolver
 from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
 from tests.support.harness import Harness, running_app
+from tests.support.sentinel import ConnectionSentinel, watching
 
 GENERATIONS = "/v1/images/generations"
 MODEL = "gpt-image-1.5-official"  # 10 credits per image
@@ -33,36 +32,12 @@ SENTINEL_HOST = "127.0.0.3"
 PNG = base64.b64decode(tiny_png_b64((20, 200, 20)))
 
 
-class Sentinel:
-    """A loopback HTTP server that records every connection and hands out a valid PNG."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.port = 0
-
-    async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2):
-                await reader.readuntil(b"\r\n\r\n")
-            head = f"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {len(PNG)}\r\n"
-            writer.write(head.encode() + b"connection: close\r\n\r\n" + PNG)
-            await writer.drain()
-        writer.close()
-
-
 @pytest.fixture
-async def sentinel() -> AsyncIterator[Sentinel]:
-    watcher = Sentinel()
-    servers = [await asyncio.start_server(watcher.on_connect, SENTINEL_HOST, 0)]
-    watcher.port = servers[0].sockets[0].getsockname()[1]
-    # Also on [::1] at the same port where the host has IPv6 loopback, so IPv6 tricks are watched.
-    with contextlib.suppress(OSError):
-        servers.append(await asyncio.start_server(watcher.on_connect, "::1", watcher.port))
-    yield watcher
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+async def sentinel() -> AsyncIterator[ConnectionSentinel]:
+    # It hands out a valid PNG, so a fetch that got through would be delivered and charged.
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {len(PNG)}\r\nconnection: close\r\n\r\n"
+    async with watching(SENTINEL_HOST, head.encode() + PNG) as watcher:
+        yield watcher
 
 
 @pytest.fixture
@@ -123,7 +98,7 @@ REFUSED_URLS = [
 
 @pytest.mark.parametrize("template", REFUSED_URLS)
 async def test_image_urls_into_the_gateways_network_are_refused_without_a_connection(
-    loopback_gw: Harness, upstream: FakeUpstream, sentinel: Sentinel, template: str
+    loopback_gw: Harness, upstream: FakeUpstream, sentinel: ConnectionSentinel, template: str
 ) -> None:
     gw = loopback_gw
     channel = await openai_channel(gw, upstream)
@@ -154,7 +129,7 @@ async def test_without_an_allow_list_even_the_upstreams_own_address_is_refused(
 
 @pytest.mark.parametrize("location", ["http://127.0.0.3:{port}/x.png", "/files/other.png"])
 async def test_redirects_are_not_followed(
-    loopback_gw: Harness, upstream: FakeUpstream, sentinel: Sentinel, location: str
+    loopback_gw: Harness, upstream: FakeUpstream, sentinel: ConnectionSentinel, location: str
 ) -> None:
     gw = loopback_gw
     await openai_channel(gw, upstream)
@@ -244,7 +219,7 @@ async def test_a_public_name_is_resolved_once_and_fetched_at_the_checked_address
 
 @pytest.mark.parametrize("host", ["sneaky.example.test", "split.example.test"])
 async def test_a_name_with_any_refused_address_is_not_fetched(
-    client: httpx.AsyncClient, sentinel: Sentinel, host: str
+    client: httpx.AsyncClient, sentinel: ConnectionSentinel, host: str
 ) -> None:
     fetcher = GuardedFetcher(client, ALLOW_ONE, FakeResolver(DNS))
 
