@@ -21,7 +21,10 @@ from tests.support.fakes.upstream import FakeUpstream, Reply
 from tests.support.harness import Harness, running_app
 from tests.support.raw_asgi import call_generation_raw
 
-TASK_SETTINGS = {"worker_poll_s": 0.05, "task_lease_s": 0.6, "channel_slot_wait_s": 3.0}
+# The lease is long enough that a loaded machine never lets it lapse mid-call (a lapsed lease is
+# claimed again and calls the upstream a second time, which is the crash path, not this one); the
+# heartbeat that notices a cancel runs every lease / 3 = 1 s, well inside the upstream's delays.
+TASK_SETTINGS = {"worker_poll_s": 0.05, "task_lease_s": 3.0, "channel_slot_wait_s": 8.0}
 
 
 @pytest.fixture
@@ -129,7 +132,7 @@ async def test_canceling_a_task_whose_upstream_call_is_out_still_delivers_it_onc
     gateway: tuple[Harness, Upstreams],
 ) -> None:
     gw, ups = gateway
-    await ups.channel(gw, "slow", slow(1.5))
+    await ups.channel(gw, "slow", slow(3.0))
     account_id, key = await gw.account_with_key(credits=100)
     task = (await gw.generate(key, {"prompt": "x", "async": True})).json()
     await called(ups, "slow")
@@ -151,7 +154,7 @@ async def test_canceling_a_task_before_its_upstream_call_stops_it_and_charges_no
     gateway: tuple[Harness, Upstreams],
 ) -> None:
     gw, ups = gateway
-    await ups.channel(gw, "narrow", slow(2.0), max_concurrency=1)
+    await ups.channel(gw, "narrow", slow(4.0), max_concurrency=1)
     account_id, key = await gw.account_with_key(credits=100)
     occupying = asyncio.ensure_future(gw.generate(key, {"prompt": "first"}))
     await called(ups, "narrow")
