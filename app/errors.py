@@ -72,6 +72,15 @@ class InsufficientCredits(GatewayError):
     type = "insufficient_credits"
 
 
+class BudgetExceeded(GatewayError):
+    """The hold would take a budget period's spend past its budget (the message names the period
+    and what is left)."""
+
+    status = 402
+    code = "budget_exceeded"
+    type = "insufficient_credits"
+
+
 class AdminDisabled(GatewayError):
     status = 403
     code = "admin_disabled"

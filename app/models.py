@@ -1,6 +1,7 @@
 """Imports every ORM model so that `Base.metadata` is complete (Alembic and tests use it)."""
 
-from app.billing.models import Account, LedgerEntry, UpstreamAttempt, UsageRecord
+from app.alerts.models import Alert
+from app.billing.models import Account, BudgetSpend, LedgerEntry, UpstreamAttempt, UsageRecord
 from app.catalog.models import CatalogModel, Channel
 from app.db import Base
 from app.files.models import InstanceSecret, StoredFile
@@ -10,8 +11,10 @@ from app.tasks.models import Task
 
 __all__ = [
     "Account",
+    "Alert",
     "ApiKey",
     "Base",
+    "BudgetSpend",
     "CatalogModel",
     "Channel",
     "IdempotentRequest",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=100, ge=1)
     redis_pool_wait_s: float = Field(default=5.0, gt=0)
     redis_timeout_s: float = Field(default=2.0, gt=0)
+    # Finance: what one credit is worth in the currency of the providers' invoices, so reports can
+    # show revenue (credits × this) next to upstream cost (the seed prices 4–12 credits per image
+    # at about $0.04–$0.12).
+    credit_value: Decimal = Field(default=Decimal("0.01"), ge=0)
+    # Alerts (low balance, budget thresholds, a channel disabled automatically): signed webhook
+    # events POSTed here, with the callbacks' SSRF rules and retry schedule. Unset = no alerts sent.
+    alert_url: str | None = None
+    # The `whsec_…` Standard Webhooks secret that signs alerts (required with GATEWAY_ALERT_URL).
+    alert_secret: str | None = Field(default=None, repr=False)
 
     @field_validator("admin_token")
     @classmethod

@@ -23,7 +23,10 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("generation", frozenset({"generation"})),
     ("routing", frozenset({"routing"})),
     ("providers", frozenset({"providers"})),
-    ("domains", frozenset({"keys", "billing", "catalog", "files", "idempotency", "callbacks", "observability"})),
+    (
+        "domains",
+        frozenset({"alerts", "keys", "billing", "catalog", "files", "idempotency", "callbacks", "observability"}),
+    ),
     ("foundation", frozenset({"images", "specs", "errors", "db", "settings", "net", "memory", "redis_client"})),
 ]
 RANK = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, Fixed4, UTCDateTime, utcnow
@@ -27,13 +27,24 @@ class Account(Base):
     held: Mapped[Decimal] = mapped_column(Fixed4, default=Decimal(0))
     webhook_secret: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A spending limit per UTC calendar period (day | week | month), enforced by the hold
+    # (app/billing/budgets.py); both null = no budget.
+    budget_credits: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
+    budget_period: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    # An `account.low_balance` alert fires when available credits fall below this; the flag makes
+    # it once per crossing (set with the alert, cleared when the balance is back above).
+    alert_below: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
+    low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class LedgerEntry(Base):
     """One append-only movement of an account's balance. Rows are never updated or deleted."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_ledger_account_created", "account_id", "created_at"),
+        Index("ix_ledger_created", "created_at"),  # the ledger export of a period, every account
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
@@ -99,6 +110,10 @@ class UsageRecord(Base):
     # While pending: after this moment the hold belongs to a crashed process and is expired.
     # Synchronous requests get minutes; queued tasks keep theirs until their retention ends.
     hold_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The budget periods this request's hold counts against ("month:2026-12-01"), frozen when the
+    # hold is placed so that ending it gives back to the same period, even after the period ends.
+    account_budget_window: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    key_budget_window: Mapped[str | None] = mapped_column(String(24), nullable=True)
 
 
 class UpstreamAttempt(Base):
@@ -134,3 +149,20 @@ class UpstreamAttempt(Base):
     images: Mapped[int] = mapped_column(Integer, default=0)  # returned by the upstream, filtered included
     possibly_billed: Mapped[bool] = mapped_column(Boolean, default=False)
     upstream_cost: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
+
+
+class BudgetSpend(Base):
+    """What one account or key has spent, plus what it holds, in one budget period.
+
+    `scope` is the account or key id (their prefixes keep them apart); `window` names the period
+    ("day:2026-12-02", "week:2026-11-30", "month:2026-12-01"). A hold adds to `spent` with a
+    conditional UPDATE that cannot pass the budget; ending the hold takes back what was not
+    charged. `alerted` is the highest threshold (80, 100) already announced for this period.
+    """
+
+    __tablename__ = "budget_spend"
+
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    window: Mapped[str] = mapped_column(String(24), primary_key=True)
+    spent: Mapped[Decimal] = mapped_column(Fixed4, default=Decimal(0))
+    alerted: Mapped[int] = mapped_column(Integer, default=0)

@@ -51,5 +51,8 @@ class Channel(Base):
     # A timeout after the request was sent may still be generated (and billed) upstream; only
     # where the operator says so is such a request tried again on another channel.
     retry_ambiguous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # upstream model id -> what the provider charges per image it returns, in its currency (a
+    # decimal string): the upstream_cost of each attempt, for margins and reconciliation.
+    costs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

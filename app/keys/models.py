@@ -26,3 +26,6 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A spending limit per UTC calendar period, like the account's (app/billing/budgets.py).
+    budget_credits: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
+    budget_period: Mapped[str | None] = mapped_column(String(10), nullable=True)
