@@ -7,11 +7,13 @@ from app.db import Base
 from app.files.models import InstanceSecret, StoredFile
 from app.idempotency.models import IdempotentRequest
 from app.keys.models import ApiKey
+from app.operators.models import AuditEntry, Operator
 from app.tasks.models import Task
 
 __all__ = [
     "Account",
     "Alert",
+    "AuditEntry",
     "ApiKey",
     "Base",
     "BudgetSpend",
@@ -20,6 +22,7 @@ __all__ = [
     "IdempotentRequest",
     "InstanceSecret",
     "LedgerEntry",
+    "Operator",
     "StoredFile",
     "Task",
     "UpstreamAttempt",

@@ -35,6 +35,10 @@ class Account(Base):
     # it once per crossing (set with the alert, cleared when the balance is back above).
     alert_below: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
     low_balance_alerted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # After a rotation the previous secret still signs callbacks (a second signature) until
+    # 24 hours after `webhook_secret_rotated_at`, so receivers can switch without losing any.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    webhook_secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class LedgerEntry(Base):

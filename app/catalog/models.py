@@ -54,5 +54,10 @@ class Channel(Base):
     # upstream model id -> what the provider charges per image it returns, in its currency (a
     # decimal string): the upstream_cost of each attempt, for margins and reconciliation.
     costs: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Why the gateway disabled this channel by itself (credentials refused or model gone on
+    # GATEWAY_AUTO_DISABLE_AFTER calls in a row), shown until an operator re-enables it.
+    disabled_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # Those calls in a row, counted across replicas; a call that works resets it.
+    credential_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -18,6 +18,7 @@ class Task(Base):
         Index("ix_tasks_claim", "status", "created_at"),
         Index("ix_tasks_callback", "callback_status", "callback_next_at"),
         Index("ix_tasks_expires", "expires_at"),
+        Index("ix_tasks_account_created", "account_id", "created_at"),  # GET /v1/tasks, newest first
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
