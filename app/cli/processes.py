@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from app.cli.running import migrate, settings_with_data_dir
 from app.observability.logs import log_config
+from app.settings import Settings
 
 if TYPE_CHECKING:
     from app.cli.running import Subcommands
@@ -24,7 +25,14 @@ def add_commands(commands: Subcommands) -> None:
     serve.add_argument("--workers", type=int, default=1, help="API worker processes")
     serve.set_defaults(run=cmd_serve)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
-    commands.add_parser("worker", help="run task workers (no HTTP) until SIGTERM").set_defaults(run=cmd_worker)
+    worker = commands.add_parser("worker", help="run task workers (no HTTP) until SIGTERM")
+    worker.add_argument(
+        "--check",
+        action="store_true",
+        help="only check that the database (and Redis, when configured) answer, exit 0 or 1: a worker's "
+        "container healthcheck, since a worker serves no HTTP",
+    )
+    worker.set_defaults(run=cmd_worker)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -57,6 +65,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.check:
+        from app.cli.health import dependencies_answer
+
+        return asyncio.run(dependencies_answer(Settings()))
     from app.cli.worker import run_worker
     from app.memory import tune_malloc
 
