@@ -2,23 +2,41 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# Where `make run` listens: `make run PORT=9000`, `make run HOST=0.0.0.0` (every interface).
+PORT ?= 8000
+HOST ?= 127.0.0.1
+# Two installs, each stamped once it is newer than pyproject.toml: what running needs (`make run`,
+# ~70 packages), and that plus the test, lint and type tools of the `dev` extra (`make test`).
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 
-.PHONY: run test lint typecheck pytest migrate venv clean bench
+.PHONY: run test lint typecheck pytest migrate runtime venv clean bench bench-finance
 
-venv: $(STAMP)
+runtime: $(RUNTIME_STAMP)
+venv: $(DEV_STAMP)
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-## Start the gateway on the embedded default (SQLite, local blob store, local placeholder provider).
-run: venv
-	$(BIN)/image-gateway serve
+# pip prints each package as it goes: a first run takes a minute or two, and shows it.
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing the runtime dependencies into $(VENV) (first run only)..."
+	$(BIN)/pip install --disable-pip-version-check -e .
+	touch $(RUNTIME_STAMP)
 
-migrate: venv
+# The dev install contains the runtime one, so it stamps both: `make run` after it installs nothing.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	@echo "Installing the runtime and development dependencies into $(VENV) (first run only)..."
+	$(BIN)/pip install --disable-pip-version-check -e '.[dev]'
+	touch $(RUNTIME_STAMP) $(DEV_STAMP)
+
+## Start the gateway on the embedded default (SQLite in ./data, local blob store, local placeholder
+## provider), migrated first.
+run: runtime
+	@echo "Image Gateway on http://$(HOST):$(PORT) (API docs at /docs); Ctrl-C stops it."
+	$(BIN)/image-gateway serve --host $(HOST) --port $(PORT)
+
+migrate: runtime
 	$(BIN)/image-gateway migrate
 
 lint: venv
@@ -40,6 +58,12 @@ test: lint typecheck pytest
 bench: venv
 	sh tests/benchmarks/setup.sh
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
+
+## Finance's usage report and CSV exports over a month of 1,000,000 requests, on SQLite and
+## PostgreSQL: time and peak memory of each (~30 min; PostgreSQL on BENCH_POSTGRES_URL). Options
+## through BENCH_FINANCE_ARGS, e.g. BENCH_FINANCE_ARGS="--backends sqlite --requests 20000".
+bench-finance: venv
+	$(BIN)/python -m tests.benchmarks.finance $(BENCH_FINANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,13 +10,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.admin.accounts import router as accounts_admin
+from app.admin.alerts import router as alerts_admin
 from app.admin.billing import router as billing_admin
 from app.admin.catalog import router as catalog_admin
 from app.admin.keys import router as keys_admin
+from app.admin.reconcile import router as reconcile_admin
 from app.admin.requests import router as requests_admin
 from app.api import caller, files, google_relay, health, images, metrics_route, tasks
 from app.api.google_wire import PredictBody
 from app.api.unified_wire import ImagesGenerationBody
+from app.http.deps import CALLER_SECURITY, GOOGLE_SECURITY, METRICS_SECURITY
+from app.http.docs import install_docs
 from app.http.errors import install_error_handlers
 from app.http.middleware import RequestIdMiddleware
 from app.memory import tune_malloc
@@ -50,21 +54,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await background.stop(settings.shutdown_grace_s)
 
-    app = FastAPI(title="Image Gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served from the package's own assets (app/http/docs.py), not FastAPI's CDN page.
+    app = FastAPI(
+        title="Image Gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    # Each router with the credentials it takes, as /openapi.json declares them (app/http/deps.py);
+    # the admin routers' guard declares the admin token itself.
+    for router, security in (
+        (images.router, CALLER_SECURITY),
+        (tasks.router, CALLER_SECURITY),
+        (files.router, CALLER_SECURITY),
+        (google_relay.router, GOOGLE_SECURITY),
+        (caller.router, CALLER_SECURITY),
+        (health.router, []),
+        (metrics_route.router, METRICS_SECURITY),
+    ):
+        app.include_router(router, dependencies=security)
     for router in (
-        images.router,
-        tasks.router,
-        files.router,
-        google_relay.router,
-        caller.router,
-        health.router,
-        metrics_route.router,
+        accounts_admin,
+        keys_admin,
+        catalog_admin,
+        billing_admin,
+        reconcile_admin,
+        requests_admin,
+        alerts_admin,
     ):
         app.include_router(router)
-    for router in (accounts_admin, keys_admin, catalog_admin, billing_admin, requests_admin):
-        app.include_router(router)
+    install_docs(app)
     _document_raw_bodies(app)
     return app
 

@@ -13,8 +13,8 @@ from app.tasks.models import Task
 __all__ = [
     "Account",
     "Alert",
-    "AuditEntry",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "BudgetSpend",
     "CatalogModel",

@@ -11,6 +11,7 @@ import httpx
 from redis.asyncio import Redis
 from starlette.requests import Request
 
+from app.alerts.delivery import AlertEndpoint, AlertSender
 from app.catalog.secrets import SecretCipher
 from app.catalog.snapshot import CatalogCache
 from app.db import Database
@@ -154,4 +155,19 @@ def task_deps(gateway: Gateway) -> TaskDeps:
         worker_concurrency=settings.worker_concurrency,
         hold_timeout_s=settings.hold_timeout_s,
         sweep_interval_s=settings.sweep_interval_s,
+        alerts=alert_sender(gateway),
+    )
+
+
+def alert_sender(gateway: Gateway) -> AlertSender | None:
+    """Alerts go out like callbacks: the same client, SSRF allow-list and retry schedule."""
+    settings = gateway.settings
+    if settings.alert_url is None or settings.alert_secret is None:
+        return None
+    return AlertSender(
+        gateway.db,
+        gateway.callback_http,
+        AlertEndpoint(settings.alert_url, settings.alert_secret),
+        settings.callback_networks,
+        settings.callback_retry_base_s,
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.net.ssrf import URLRefused, check_without_dns
 
 # Time a request needs after its deadline to store its images and settle: a hold must last this
 # much longer than GATEWAY_REQUEST_DEADLINE_S.
@@ -18,7 +22,9 @@ class Settings(BaseSettings):
     # Settings hold credentials (tokens, keys, URLs with passwords): a refused value is named, never echoed.
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    database_url: str = "sqlite+aiosqlite:///./data/gateway.db"
+    # Unset (or empty) = the SQLite file `gateway.db` inside GATEWAY_DATA_DIR, so moving the data
+    # directory (a container's volume, say) moves the database with it; see _sqlite_in_data_dir.
+    database_url: str = ""
     admin_token: str | None = None
     # Bearer token that GET /metrics requires; unset = metrics are open.
     metrics_token: str | None = Field(default=None, repr=False)
@@ -141,6 +147,13 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _sqlite_in_data_dir(self) -> Settings:
+        # The commands create GATEWAY_DATA_DIR before they open the database (app/cli/running.py).
+        if not self.database_url.strip():
+            self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.db').as_posix()}"
+        return self
+
+    @model_validator(mode="after")
     def _holds_outlast_the_request(self) -> Settings:
         # A hold that lapses while its request still runs is released by the sweeper; the images
         # the upstream then delivers cannot be charged (a 500 after the upstream was paid). Task
@@ -158,6 +171,29 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _alerts_are_signed(self) -> Settings:
+        # Refused at start, not at the first alert: an unsigned, malformed or SSRF-refused alert URL
+        # would otherwise only show up as failed deliveries, long after the crossing they announce.
+        self.alert_url = (self.alert_url or "").strip() or None
+        self.alert_secret = (self.alert_secret or "").strip() or None
+        if self.alert_url is None:
+            return self
+        try:
+            check_without_dns(self.alert_url, self.callback_networks)
+        except URLRefused as exc:
+            raise ValueError(
+                f"GATEWAY_ALERT_URL: {exc} (a private or loopback receiver needs its network in "
+                "GATEWAY_CALLBACK_ALLOW_NETWORKS)"
+            ) from None
+        if self.alert_secret is None:
+            raise ValueError(
+                f"GATEWAY_ALERT_URL needs GATEWAY_ALERT_SECRET, the secret that signs alerts. {_WHSEC_HINT}"
+            )
+        if not _is_webhook_secret(self.alert_secret):
+            raise ValueError(f"GATEWAY_ALERT_SECRET is not a Standard Webhooks secret. {_WHSEC_HINT}")
+        return self
+
     @property
     def callback_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(p, strict=False) for p in _split(self.callback_allow_networks)]
@@ -165,6 +201,24 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+_WHSEC_HINT = (
+    "It is 'whsec_' followed by the base64 of 16 to 64 random bytes; generate one with "
+    "python -c \"import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\""
+)
+
+
+def _is_webhook_secret(secret: str) -> bool:
+    """What app/callbacks/signing.py signs with (that module sits above settings), checked strictly."""
+    if not secret.startswith("whsec_"):
+        return False
+    encoded = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        return False
+    return 16 <= len(key) <= 64
 
 
 def _split(value: str) -> list[str]:

@@ -47,6 +47,9 @@ class ChannelSpec:
     # Why the channel cannot be routed to (a stored secret no configured key decrypts); None
     # when it can. It stays in the snapshot so that it still counts as a channel of its models.
     unusable: str | None = None
+    # upstream model id -> what the provider charges per image it returns: each attempt's
+    # upstream_cost is one dict lookup away (app.routing.attempts).
+    costs: dict[str, Decimal] = field(default_factory=dict)
 
     def upstream_model(self, model_id: str) -> str | None:
         """The upstream model this channel calls for a catalog model, or None if it does not serve it."""

@@ -25,7 +25,9 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("providers", frozenset({"providers"})),
     (
         "domains",
-        frozenset({"alerts", "operators", "keys", "billing", "catalog", "files", "idempotency", "callbacks", "observability"}),
+        frozenset(
+            {"alerts", "operators", "keys", "billing", "catalog", "files", "idempotency", "callbacks", "observability"}
+        ),
     ),
     ("foundation", frozenset({"images", "specs", "errors", "db", "settings", "net", "memory", "redis_client"})),
 ]

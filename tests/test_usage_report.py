@@ -1,4 +1,5 @@
-"""Usage reports reconcile with the ledger, for every grouping, over any range."""
+"""Usage reports reconcile with the ledger and with the attempts' costs, for every grouping, over
+any range."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import itertools
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 from sqlalchemy import select, text, update
 
 from app.billing import holds
-from app.billing.amounts import charge, render
+from app.billing.amounts import charge
+from app.billing.attempt_rows import AttemptRecord
 from app.billing.models import LedgerEntry, UsageRecord
 from app.billing.usage_report import GROUPINGS, usage_report
 from app.db import new_id, utcnow
@@ -28,10 +30,11 @@ from tests.support.processes import cli, cli_json, gateway_env
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS = 4
 # Each day's first and last microsecond, so a day computed in local time or truncated wrongly
-# moves requests across midnight and the comparison below fails.
+# moves requests across midnight and the comparison below fails. The last day runs into December,
+# so month groups split too.
 INSTANTS = [
     DAY0 + timedelta(days=d) + offset
-    for d in range(DAYS)
+    for d in (0, 1, 2, 30)
     for offset in (
         timedelta(0),
         timedelta(hours=6, seconds=0.5),
@@ -44,8 +47,34 @@ MODELS = {  # id: (credits per image, model multiplier)
     "imagen4-fast": (Decimal(4), Decimal("1.5")),
     "gpt-image-1.5-official": (Decimal(10), Decimal("0.9")),
 }
-CHANNELS = {"local": Decimal(1), "gemini": Decimal("1.25"), "relay": Decimal("0.8333")}
+CHANNELS = {  # name: (channel multiplier, provider, cost per image returned or None)
+    "local": (Decimal(1), "local", None),
+    "gemini": (Decimal("1.25"), "gemini-image", Decimal("0.039")),
+    "relay": (Decimal("0.8333"), "google-imagen", Decimal("0.0205")),
+}
 STATUSES = ["succeeded"] * 14 + ["failed", "failed", "filtered", "canceled", "pending"]
+USERS = [None, "alice", "=bob"]  # a user that looks like a formula must stay text in the CSV
+CREDIT_VALUE = Decimal("0.01")
+MONEY = ("credits", "upstream_cost", "revenue", "margin")
+
+
+@dataclass(frozen=True)
+class Called:
+    """One upstream attempt as the test planned it."""
+
+    channel: str
+    channel_id: str
+    upstream_model: str
+    images: int
+
+    @property
+    def provider(self) -> str:
+        return CHANNELS[self.channel][1]
+
+    @property
+    def cost(self) -> Decimal | None:
+        unit = CHANNELS[self.channel][2]
+        return None if unit is None else unit * self.images
 
 
 @dataclass(frozen=True)
@@ -57,18 +86,59 @@ class Made:
     key_id: str
     model: str
     channel: str | None
+    channel_id: str | None
     day: str
     created_at: datetime
     status: str
     images: int
+    user: str | None
+    attempts: list[Called] = field(default_factory=list)
+
+    def values(self, attempt: Called | None = None) -> dict[str, tuple[str | None, ...]]:
+        """Group name → the output values it stands for; an attempt's own channel, provider and
+        upstream model when given."""
+        last = attempt or (self.attempts[-1] if self.attempts else None)
+        return {
+            "account": (self.account_id,),
+            "key": (self.key_id,),
+            "model": (self.model,),
+            "channel": (last.channel_id, last.channel) if last else (None, None),
+            "day": (self.day,),
+            "upstream_model": (last.upstream_model if last else None,),
+            "provider": (last.provider if last else None,),
+            "status": (self.status,),
+            "month": (self.day[:7],),
+            "user": (self.user,),
+        }
 
 
-async def _history(gw: Harness, count: int, seed: int = 6) -> list[Made]:
-    """`count` requests over several accounts, keys, models, channels and days, written through
-    the billing functions (hold, then capture or release) in a few large transactions."""
+def upstream_of(channel: str, model: str) -> str:
+    return model if channel == "local" else f"{model}@{channel}"
+
+
+@dataclass
+class History:
+    made: list[Made]
+    account_names: dict[str, str]
+    key_names: dict[str, str]
+    channel_names: dict[str, str]  # id → current name, for the channels that still exist
+
+
+async def _history(gw: Harness, count: int, seed: int = 6) -> History:
+    """`count` requests over several accounts, keys, models, channels, users and days, some failed
+    over from one channel to another, written through the billing functions (hold, then capture
+    or release with the attempts) in a few large transactions."""
     rng = random.Random(seed)
+    local_id = (await gw.local_channel())["id"]
+    channel_ids = {"local": local_id, "gemini": "ch_gone_gemini", "relay": "ch_gone_relay"}
     accounts = [(await gw.create_account(credits=1_000_000, name=f"team-{i}"))["id"] for i in range(3)]
-    keys = {account: [f"key_{account[-8:]}_{k}" for k in range(2)] for account in accounts}
+    key_names: dict[str, str] = {}
+    keys: dict[str, list[str]] = {}
+    for n, account in enumerate(accounts):
+        for k in range(2):
+            created = await gw.admin("POST", "/admin/keys", json={"account_id": account, "name": f"t{n}-k{k}"})
+            key_names[created.json()["id"]] = f"t{n}-k{k}"
+            keys.setdefault(account, []).append(created.json()["id"])
     made: list[Made] = []
     plans: list[tuple[holds.HoldTerms, Made, holds.Outcome]] = []
     for _ in range(count):
@@ -80,6 +150,13 @@ async def _history(gw: Harness, count: int, seed: int = 6) -> list[Made]:
         reached = status in ("succeeded", "filtered") or (status != "pending" and rng.random() < 0.5)
         channel = rng.choice(list(CHANNELS)) if reached else None
         delivered = rng.randint(1, requested) if status == "succeeded" else 0
+        called: list[Called] = []
+        if channel is not None:
+            if rng.random() < 0.3:  # failed over: a first attempt elsewhere, possibly billed
+                other = rng.choice([c for c in CHANNELS if c != channel])
+                called.append(Called(other, channel_ids[other], upstream_of(other, model), rng.randint(0, 2)))
+            returned = delivered + (requested - delivered if status == "filtered" else rng.randint(0, 1))
+            called.append(Called(channel, channel_ids[channel], upstream_of(channel, model), returned))
         instant = rng.choice(INSTANTS)
         terms = holds.HoldTerms(
             request_id=new_id("req"),
@@ -90,19 +167,37 @@ async def _history(gw: Harness, count: int, seed: int = 6) -> list[Made]:
             unit_credits=unit,
             model_multiplier=multiplier,
             images_requested=requested,
-            hold_credits=charge(unit, multiplier, max(CHANNELS.values()), requested),
+            hold_credits=charge(unit, multiplier, max(c[0] for c in CHANNELS.values()), requested),
             hold_until=utcnow() + timedelta(hours=1),
+            user=rng.choice(USERS),
             metadata={"team": "a,b"},  # a comma inside a CSV cell must not add a row
         )
         outcome = holds.Outcome(
-            attempts=1,
+            attempts=len(called),
             channels_tried=[],
             latency_ms=100,
+            upstream_model=called[-1].upstream_model if called else None,
+            channel_id=channel_ids[channel] if channel else None,
             channel_name=channel,
-            provider="local" if channel else None,
-            channel_multiplier=CHANNELS[channel] if channel else None,
+            provider=CHANNELS[channel][1] if channel else None,
+            channel_multiplier=CHANNELS[channel][0] if channel else None,
             images_delivered=delivered,
-            credits=charge(unit, multiplier, CHANNELS[channel], delivered) if channel else Decimal(0),
+            credits=charge(unit, multiplier, CHANNELS[channel][0], delivered) if channel else Decimal(0),
+            attempt_records=tuple(
+                AttemptRecord(
+                    channel_id=c.channel_id,
+                    channel_name=c.channel,
+                    provider=c.provider,
+                    upstream_model=c.upstream_model,
+                    started_at=instant,
+                    latency_ms=50,
+                    outcome="succeeded" if i == len(called) - 1 else "ambiguous",
+                    possibly_billed=True,
+                    images=c.images,
+                    upstream_cost=c.cost,
+                )
+                for i, c in enumerate(called)
+            ),
         )
         record = Made(
             terms.request_id,
@@ -110,10 +205,13 @@ async def _history(gw: Harness, count: int, seed: int = 6) -> list[Made]:
             terms.key_id,
             model,
             channel,
+            channel_ids[channel] if channel else None,
             instant.date().isoformat(),
             instant,
             status,
             delivered,
+            terms.user,
+            called,
         )
         made.append(record)
         plans.append((terms, record, outcome))
@@ -133,7 +231,15 @@ async def _history(gw: Harness, count: int, seed: int = 6) -> list[Made]:
     async with db.transaction() as session:
         for instant, ids in by_instant.items():
             await session.execute(update(UsageRecord).where(UsageRecord.id.in_(ids)).values(created_at=instant))
-    return made
+    # Renamed after the fact: rows show the name recorded on the request and the current one.
+    renamed = await gw.admin("PATCH", f"/admin/channels/{local_id}", json={"name": "placeholder"})
+    assert renamed.status_code == 200, renamed.text
+    return History(
+        made,
+        {account: f"team-{i}" for i, account in enumerate(accounts)},
+        key_names,
+        {local_id: "placeholder"},
+    )
 
 
 async def _ledger_charges(gw: Harness) -> dict[str, Decimal]:
@@ -146,97 +252,149 @@ async def _ledger_charges(gw: Harness) -> dict[str, Decimal]:
     return {request_id: -amount for request_id, amount in rows if request_id is not None}
 
 
+def _fields(group_by: Iterable[str]) -> list[str]:
+    return [f for name in group_by for f in GROUPINGS[name]]
+
+
 def _expected(
-    made: Iterable[Made], charges: dict[str, Decimal], group_by: tuple[str, ...]
-) -> dict[tuple[str | None, ...], tuple[int, int, str]]:
-    """What the report must say, from the plan and the ledger alone."""
-    sums: dict[tuple[str | None, ...], list[Any]] = defaultdict(lambda: [0, 0, Decimal(0)])
+    history: History, made: Iterable[Made], charges: dict[str, Decimal], group_by: tuple[str, ...]
+) -> dict[tuple[str | None, ...], dict[str, Any]]:
+    """What the report must say, from the plan and the ledger alone: measures and names by group."""
+    sums: dict[tuple[str | None, ...], dict[str, Any]] = {}
+
+    def entry(values: dict[str, tuple[str | None, ...]]) -> dict[str, Any]:
+        group = tuple(v for name in group_by for v in values[name])
+        return sums.setdefault(group, {"requests": 0, "images": 0, "credits": Decimal(0), "upstream_cost": Decimal(0)})
+
     for record in made:
-        values = {
-            "account": record.account_id,
-            "key": record.key_id,
-            "model": record.model,
-            "channel": record.channel,
-            "day": record.day,
-        }
-        group = tuple(values[name] for name in group_by)
-        entry = sums[group]
-        entry[0] += 1
-        entry[1] += record.images if record.status == "succeeded" else 0
-        entry[2] += charges.get(record.id, Decimal(0))
-    return {group: (s[0], s[1], render(s[2])) for group, s in sums.items()}
+        measures = entry(record.values())
+        measures["requests"] += 1
+        measures["images"] += record.images if record.status == "succeeded" else 0
+        measures["credits"] += charges.get(record.id, Decimal(0))
+        for attempt in record.attempts:
+            if attempt.cost is not None:  # attempts without a cost add no group of their own
+                entry(record.values(attempt))["upstream_cost"] += attempt.cost
+    expected: dict[tuple[str | None, ...], dict[str, Any]] = {}
+    for group, measures in sums.items():
+        row = dict(zip(_fields(group_by), group, strict=True)) | measures
+        if "account" in group_by:
+            row["account_name"] = history.account_names[row["account_id"]]
+        if "key" in group_by:
+            row["key_name"] = history.key_names[row["key_id"]]
+        if "channel" in group_by:
+            row["channel_name"] = history.channel_names.get(row["channel_id"], row["channel"])
+        row["revenue"] = row["credits"] * CREDIT_VALUE
+        row["margin"] = row["revenue"] - row["upstream_cost"]
+        expected[group] = row
+    return expected
 
 
-def _measures(row: dict[str, Any]) -> tuple[int, int, str]:
-    return row["requests"], row["images"], row["credits"]
+def _read(row: dict[str, Any]) -> dict[str, Any]:
+    """A report row with its money as Decimals (revenue has more places than credits)."""
+    return {k: Decimal(v) if k in MONEY else v for k, v in row.items()}
 
 
 async def test_reports_reconcile_with_the_ledger_for_every_grouping(gw: Harness) -> None:
-    made = await _history(gw, count=1500)
+    history = await _history(gw, count=800)
+    made = history.made
     charges = await _ledger_charges(gw)
     assert len(charges) > len(made) // 2  # most requests succeeded and were charged
+    assert sum(1 for r in made if len(r.attempts) > 1) > 100  # failovers to attribute
     ranges: list[tuple[dict[str, str], Callable[[Made], bool]]] = [
         ({}, lambda r: True),
         # Naive start means UTC; the end is exclusive, so day 3's first microsecond is out.
         (
-            {"start": "2026-11-02T00:00:00", "end": "2026-11-04T00:00:00Z"},
-            lambda r: DAY0 + timedelta(days=1) <= r.created_at < DAY0 + timedelta(days=3),
+            {"start": "2026-11-02T00:00:00", "end": "2026-11-03T00:00:00Z"},
+            lambda r: DAY0 + timedelta(days=1) <= r.created_at < DAY0 + timedelta(days=2),
         ),
         ({"start": "2026-11-03T23:59:59.999999+00:00"}, lambda r: r.created_at >= INSTANTS[-5]),
+        ({"month": "2026-12"}, lambda r: r.created_at >= datetime(2026, 12, 1, tzinfo=UTC)),
     ]
-    every_grouping = [g for size in range(len(GROUPINGS) + 1) for g in itertools.combinations(GROUPINGS, size)]
-    some_groupings = [(), ("day",), ("account", "model"), tuple(GROUPINGS)]
+    names = list(GROUPINGS)
+    # Each grouping alone, pairs of a request's and an attempt's own values, and all at once.
+    every_grouping = [(), *itertools.combinations(names, 1)]
+    every_grouping += [(a, b) for a in ("account", "day", "status") for b in ("channel", "provider", "upstream_model")]
+    every_grouping += [("key", "month", "user"), tuple(names[:5]), tuple(names[5:]), tuple(names)]
+    some_groupings = [(), ("day",), ("account", "model"), ("channel", "provider"), tuple(names)]
     for params, selected in ranges:
         in_range = [r for r in made if selected(r)]
-        assert 0 < len(in_range) <= len(made)
+        assert 0 < len(in_range) < len(made) or not params
+        total = _expected(history, in_range, charges, ())[()]
         for group_by in every_grouping if not params else some_groupings:
             query = {**params, "group_by": ",".join(group_by)}
             response = await gw.admin("GET", "/admin/usage", params=query)
             assert response.status_code == 200, response.text
             report = response.json()
-            # Totals: the ledger's charges for exactly the requests in range.
-            assert _measures(report["totals"]) == _expected(in_range, charges, ())[()], query
+            # Totals: the ledger's charges for exactly the requests in range, the attempts' costs.
+            assert _read(report["totals"]) == total, query
             if not group_by:
                 assert report["rows"] == []
                 continue
-            fields = [GROUPINGS[name] for name in group_by]
-            assert all(set(row) == {*fields, "requests", "images", "credits"} for row in report["rows"])
-            rows = {tuple(row[f] for f in fields): _measures(row) for row in report["rows"]}
-            assert rows == _expected(in_range, charges, group_by), query
-            summed = [sum(row[m] for row in report["rows"]) for m in ("requests", "images")]
-            credits = sum((Decimal(row["credits"]) for row in report["rows"]), Decimal(0))
-            assert (*summed, render(credits)) == _measures(report["totals"])
+            rows = {tuple(row[f] for f in _fields(group_by)): _read(row) for row in report["rows"]}
+            assert len(rows) == len(report["rows"])
+            assert rows == _expected(history, in_range, charges, group_by), query
+            summed = {m: sum((row[m] for row in rows.values()), Decimal(0)) for m in ("requests", "images", *MONEY)}
+            assert summed == {m: total[m] for m in summed}
 
         totals = (await gw.admin("GET", "/admin/usage", params=params)).json()["totals"]
-        export = await gw.admin("GET", "/admin/usage/export", params=params)
-        assert export.status_code == 200
-        exported = list(csv.DictReader(io.StringIO(export.text)))
-        assert len(exported) == totals["requests"] == len(in_range)
+        if "month" not in params:
+            export = await gw.admin("GET", "/admin/usage/export", params=params)
+            assert export.status_code == 200
+            exported = list(csv.DictReader(io.StringIO(export.text)))
+            assert len(exported) == totals["requests"] == len(in_range)
+    assert total["upstream_cost"] > 0 and total["margin"] != total["revenue"]
 
     account = made[0].account_id
     mine = (await gw.admin("GET", "/admin/usage", params={"account_id": account, "group_by": "key"})).json()
     assert {row["key_id"] for row in mine["rows"]} == {r.key_id for r in made if r.account_id == account}
-    assert _measures(mine["totals"]) == _expected([r for r in made if r.account_id == account], charges, ())[()]
+    own = [r for r in made if r.account_id == account]
+    assert _read(mine["totals"]) == _expected(history, own, charges, ())[()]
 
 
-async def test_day_groups_split_at_utc_midnight_whatever_the_session_time_zone(gw: Harness) -> None:
-    made = await _history(gw, count=40, seed=1)
-    before, after = DAY0 + timedelta(days=1, microseconds=-1), DAY0 + timedelta(days=1)
+async def test_a_failed_over_attempt_counts_under_its_own_channel(gw: Harness) -> None:
+    history = await _history(gw, count=300, seed=3)
+    # A request served by one channel after a costed attempt on another: that cost is the other's.
+    moved = next(
+        r for r in history.made if len(r.attempts) == 2 and r.attempts[0].cost and r.attempts[0].channel != r.channel
+    )
+    only = await gw.admin("GET", "/admin/usage", params={"group_by": "channel,upstream_model,account,day"})
+    rows = only.json()["rows"]
+    first = moved.attempts[0]
+    assert first.cost is not None
+    group = [
+        row
+        for row in rows
+        if (row["channel"], row["upstream_model"], row["account_id"], row["day"])
+        == (first.channel, first.upstream_model, moved.account_id, moved.day)
+    ]
+    assert len(group) == 1 and Decimal(group[0]["upstream_cost"]) >= first.cost
+    # Groups where a channel was only failed over from: a cost, no requests, a negative margin.
+    cost_only = [row for row in rows if row["requests"] == 0]
+    assert any(Decimal(row["upstream_cost"]) > 0 for row in cost_only)
+    assert all(Decimal(row["margin"]) == -Decimal(row["upstream_cost"]) for row in cost_only)
+
+
+async def test_day_and_month_groups_split_at_utc_midnight_whatever_the_session_time_zone(gw: Harness) -> None:
+    made = (await _history(gw, count=40, seed=1)).made
+    before, after = datetime(2026, 12, 1, tzinfo=UTC) - timedelta(microseconds=1), datetime(2026, 12, 1, tzinfo=UTC)
     async with gw.gateway.db.transaction() as session:
         await session.execute(update(UsageRecord).where(UsageRecord.id == made[0].id).values(created_at=before))
         await session.execute(update(UsageRecord).where(UsageRecord.id != made[0].id).values(created_at=after))
-    response = await gw.admin("GET", "/admin/usage", params={"group_by": "day"})
-    assert [(row["day"], row["requests"]) for row in response.json()["rows"]] == [
-        ("2026-11-01", 1),
-        ("2026-11-02", 39),
-    ]
+    expected = {
+        "day": [("2026-11-30", 1), ("2026-12-01", 39)],
+        "month": [("2026-11", 1), ("2026-12", 39)],
+    }
+    for name, rows in expected.items():
+        response = await gw.admin("GET", "/admin/usage", params={"group_by": name})
+        assert [(row[name], row["requests"]) for row in response.json()["rows"]] == rows
     if gw.settings.is_sqlite:
         return
     async with gw.gateway.db.sessions() as session:
-        # 14 hours ahead of UTC: a day taken in session time would put both requests on 11-02.
+        # 14 hours ahead of UTC: a day taken in session time would put both requests on 12-01.
         await session.execute(text("SET TIME ZONE 'Pacific/Kiritimati'"))
-        report = await usage_report(session, group_by=("day",))
-    assert [(row.groups["day"], row.totals.requests) for row in report.rows] == [("2026-11-01", 1), ("2026-11-02", 39)]
+        for name, rows in expected.items():
+            report = await usage_report(session, group_by=(name,))
+            assert [(row.groups[name], row.totals.requests) for row in report.rows] == rows
 
 
 async def test_bad_report_parameters_are_400s_naming_the_parameter(gw: Harness) -> None:
@@ -245,17 +403,30 @@ async def test_bad_report_parameters_are_400s_naming_the_parameter(gw: Harness) 
         ({"start": "yesterday"}, "start"),
         ({"end": "2026-13-01"}, "end"),
         ({"start": "2026-11-02", "end": "2026-11-01"}, "end"),
+        ({"groupby": "model"}, "groupby"),  # a typo is refused, not answered as an ungrouped report
+        ({"month": "2026-13"}, "month"),
+        ({"month": "December"}, "month"),
+        ({"month": "2026-12", "start": "2026-12-02"}, "month"),
+        ({"format": "xml"}, "format"),
     ]
     for params, param in cases:
         response = await gw.admin("GET", "/admin/usage", params=params)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]["param"] == param
+    refused = await gw.admin("GET", "/admin/usage", params={"groupby": "model"})
+    assert "unknown parameter 'groupby'" in refused.json()["error"]["message"].lower()
+    for path in ("/admin/usage/export", "/admin/attempts/export"):
+        typo = await gw.admin("GET", path, params={"since": "2026-11-01"})
+        assert typo.status_code == 400 and typo.json()["error"]["param"] == "since", typo.text
     export = await gw.admin("GET", "/admin/usage/export", params={"start": "2026-11-01T00:00:00"})
     assert export.status_code == 200  # naive means UTC here too, not a 500
+    # The token is checked before the query: no parameter names for a caller without one.
+    anonymous = await gw.http.get("/admin/usage", params={"groupby": "model"})
+    assert anonymous.status_code == 401
 
 
 async def test_usage_report_command_prints_what_the_api_answers(gw: Harness, database_url: str, tmp_path: Path) -> None:
-    made = await _history(gw, count=60, seed=2)
+    made = (await _history(gw, count=60, seed=2)).made
     env = gateway_env(database_url, tmp_path / "cli-data")
     args = ["--start", "2026-11-02", "--end", "2026-11-04T00:00:00+00:00", "--group-by", "account,day"]
     # In a thread: the app's background worker keeps running (and committing) meanwhile.
@@ -268,6 +439,53 @@ async def test_usage_report_command_prints_what_the_api_answers(gw: Harness, dat
         1 for r in made if DAY0 + timedelta(days=1) <= r.created_at < DAY0 + timedelta(days=3)
     )
 
-    refused = await asyncio.to_thread(cli, env, "usage", "report", "--group-by", "region", check=False)
-    assert refused.returncode != 0
-    assert "group_by" in refused.stderr and "region" in refused.stderr
+    # A month, as --month or as a bare --start/--end, and CSV: what the API gives for the month.
+    api_csv = await gw.admin(
+        "GET", "/admin/usage", params={"month": "2026-11", "group_by": "upstream_model,provider", "format": "csv"}
+    )
+    assert api_csv.status_code == 200 and api_csv.headers["content-type"].startswith("text/csv")
+    assert sum(int(row["requests"]) for row in csv.DictReader(io.StringIO(api_csv.text))) == sum(
+        1 for r in made if r.created_at.month == 11
+    )
+    grouped = ["--group-by", "upstream_model,provider", "--format", "csv"]
+    variants = [["--month", "2026-11", *grouped], ["--start", "2026-11", "--end", "2026-12", *grouped]]
+    wrong = [
+        (["--group-by", "region"], ("group_by", "region")),
+        (["--month", "2026-13"], ("--month", "2026-13", "YYYY-MM")),
+        (["--month", "2026-11", "--start", "2026-11-02"], ("--month", "--start")),
+    ]
+    # Side by side: each command is a process of its own, mostly waiting.
+    runs = await asyncio.gather(
+        *(asyncio.to_thread(cli, env, "usage", "report", *args, check=False) for args in variants),
+        *(asyncio.to_thread(cli, env, "usage", "report", *args, check=False) for args, _ in wrong),
+    )
+    for run in runs[: len(variants)]:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == api_csv.text.replace("\r\n", "\n")  # read back in text mode
+    for run, (_, words) in zip(runs[len(variants) :], wrong, strict=True):
+        assert run.returncode != 0
+        assert all(word in run.stderr for word in words), run.stderr
+        assert "Traceback" not in run.stderr
+
+
+async def test_report_csv_has_the_json_rows_and_neutralises_formulas(gw: Harness) -> None:
+    await _history(gw, count=200, seed=4)
+    params = {"group_by": "account,channel,user"}
+    answer = (await gw.admin("GET", "/admin/usage", params=params)).json()
+    response = await gw.admin("GET", "/admin/usage", params={**params, "format": "csv"})
+    assert response.status_code == 200
+    lines = response.text.splitlines()
+    assert lines[0] == (
+        "account_id,account_name,channel_id,channel,channel_name,user,"
+        "requests,images,credits,upstream_cost,revenue,margin"
+    )
+    parsed = list(csv.DictReader(io.StringIO(response.text, newline="")))
+    expected = [{k: "" if v is None else str(v) for k, v in row.items()} for row in answer["rows"]]
+    for row in expected:
+        row["user"] = "'=bob" if row["user"] == "=bob" else row["user"]
+    assert parsed == expected
+    assert any(row["user"] == "'=bob" for row in parsed)
+    # Without a grouping the one row is the totals.
+    totals = await gw.admin("GET", "/admin/usage", params={"format": "csv"})
+    (only,) = list(csv.DictReader(io.StringIO(totals.text, newline="")))
+    assert only == {k: str(v) for k, v in answer["totals"].items()}

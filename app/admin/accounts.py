@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.admin.patching import BudgetIn, BudgetOut, PatchBody
 from app.admin.types import Amount, Credits, RowId, Text
 from app.billing import accounts as service
+from app.billing.accounts import AccountChanges
 from app.billing.amounts import MAX_AMOUNT, render
+from app.billing.budget_settings import KEEP, current_budget
 from app.billing.models import Account
+from app.db import utcnow
 from app.errors import InvalidValue
 from app.http.deps import AdminSession
 
@@ -31,6 +37,36 @@ class CreditsChange(BaseModel):
     actor: Text = Field("admin-api", max_length=200, description="Who made the change, for the ledger.")
 
 
+class AccountPatch(PatchBody):
+    READ_ONLY = frozenset({"id", "balance", "held", "available", "webhook_secret", "created_at"})
+    name: Text | None = Field(None, min_length=1, max_length=200, description="Unique among accounts.")
+    budget: BudgetIn | None = Field(None, description="Spending limit per UTC period; null removes it.")
+    alert_below: Amount | None = Field(
+        None, description="An account.low_balance alert fires when available credits fall below this; null: none."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    @field_validator("alert_below")
+    @classmethod
+    def _not_negative(cls, value: Any) -> Any:
+        if value is not None and value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    def changes(self) -> AccountChanges:
+        return AccountChanges(
+            name=self.name,
+            budget=(self.budget.budget() if self.budget else None) if self.sent("budget") else KEEP,
+            alert_below=self.alert_below if self.sent("alert_below") else KEEP,
+        )
+
+
 class AccountOut(BaseModel):
     id: str
     name: str
@@ -38,10 +74,12 @@ class AccountOut(BaseModel):
     held: Credits
     available: Credits
     webhook_secret: str
+    budget: BudgetOut | None = Field(description="The budget and the current period's spend; null without one.")
+    alert_below: Credits | None
     created_at: datetime
 
     @classmethod
-    def of(cls, account: Account) -> AccountOut:
+    async def of(cls, session: AsyncSession, account: Account) -> AccountOut:
         return cls(
             id=account.id,
             name=account.name,
@@ -49,6 +87,8 @@ class AccountOut(BaseModel):
             held=account.held,
             available=account.balance - account.held,
             webhook_secret=account.webhook_secret,
+            budget=BudgetOut.of(await current_budget(session, account, account.id, utcnow())),
+            alert_below=account.alert_below,
             created_at=account.created_at,
         )
 
@@ -62,17 +102,32 @@ async def create_account(body: AccountCreate, session: AdminSession) -> AccountO
     if body.credits is not None and body.credits < 0:
         raise InvalidValue("credits must not be negative", param="credits")
     account = await service.create_account(session, body.name, body.credits or Decimal(0), actor="admin-api")
-    return AccountOut.of(account)
+    return await AccountOut.of(session, account)
 
 
 @router.get("", response_model=AccountList)
 async def list_accounts(session: AdminSession) -> AccountList:
-    return AccountList(data=[AccountOut.of(a) for a in await service.list_accounts(session)])
+    return AccountList(data=[await AccountOut.of(session, a) for a in await service.list_accounts(session)])
 
 
 @router.get("/{account_id}", response_model=AccountOut)
 async def get_account(account_id: Text, session: AdminSession) -> AccountOut:
-    return AccountOut.of(await service.get_account(session, account_id))
+    return await AccountOut.of(session, await service.get_account(session, account_id))
+
+
+@router.patch(
+    "/{account_id}",
+    response_model=AccountOut,
+    summary="Change an account's name, budget or low-balance threshold",
+    description=(
+        "Only the fields sent change; `null` removes a budget or a threshold. A budget set in the "
+        "middle of a period counts what the period has spent already. 409 `conflict` when another "
+        "account has the name."
+    ),
+)
+async def update_account(account_id: Text, body: AccountPatch, session: AdminSession) -> AccountOut:
+    account = await service.update_account(session, account_id, body.changes())
+    return await AccountOut.of(session, account)
 
 
 @router.post("/{account_id}/credits", response_model=AccountOut)
@@ -86,7 +141,7 @@ async def change_credits(account_id: Text, body: CreditsChange, session: AdminSe
             param="amount",
         )
     account = await service.adjust_credits(session, account_id, body.amount, note=body.note, actor=body.actor)
-    return AccountOut.of(account)
+    return await AccountOut.of(session, account)
 
 
 class LedgerEntryOut(BaseModel):

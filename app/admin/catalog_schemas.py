@@ -6,9 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from app.admin.types import MAX_CONCURRENCY, Credits, Multiplier, Text
+from app.billing.amounts import parse_amount, render
 from app.catalog.models import CatalogModel, Channel
 from app.catalog.secrets import SECRET_AUTH_FIELDS
 from app.images import ASPECT_RATIOS, DEFAULT_IMAGE_SIZE, IMAGE_SIZES, OPTIONAL_PARAMETERS
@@ -35,6 +36,22 @@ class _AcceptsWhatGetReturns(BaseModel):
 # 400 here, not an overflow on every caller request.
 MAX_CREDITS_PER_IMAGE = 1_000_000
 MAX_MULTIPLIER = 1000
+
+
+# What one image costs upstream: non-negative, at most four places (upstream_cost is stored like
+# credits), bounded so that cost × images stays far inside the column.
+MAX_COST_PER_IMAGE = 1_000_000
+
+
+def _cost(value: object) -> Decimal:
+    parsed = parse_amount(value, field="cost")
+    if not 0 <= parsed <= MAX_COST_PER_IMAGE:
+        raise ValueError(f"cost must be between 0 and {MAX_COST_PER_IMAGE}")
+    return parsed
+
+
+Cost = Annotated[Decimal, BeforeValidator(_cost), PlainSerializer(render, return_type=str)]
+UpstreamModel = Annotated[Text, Field(min_length=1, max_length=200)]
 
 
 class ModelIn(_AcceptsWhatGetReturns):
@@ -109,6 +126,14 @@ class ChannelFields(_AcceptsWhatGetReturns):
     retry_ambiguous: bool | None = Field(
         None, description="Fail over after a timeout mid-request (the upstream may bill twice)."
     )
+    costs: dict[UpstreamModel, Cost] | None = Field(
+        None,
+        description=(
+            "upstream model id -> what the provider charges per image it returns, in its currency "
+            '(e.g. {"imagen-4.0-generate-001": "0.04"}); each attempt\'s upstream_cost is that times '
+            "the images the upstream returned. Replaced as a whole; {} removes every cost."
+        ),
+    )
 
     @field_validator("provider")
     @classmethod
@@ -162,6 +187,9 @@ class ChannelOut(BaseModel):
     timeout_s: float
     max_concurrency: int | None
     retry_ambiguous: bool
+    costs: dict[str, Credits] = Field(
+        description="upstream model id -> cost per image returned, in the provider's currency."
+    )
     created_at: datetime
     updated_at: datetime
     health: ChannelHealthOut | None = Field(None, description="Live health, read-only.")
@@ -182,6 +210,7 @@ class ChannelOut(BaseModel):
             timeout_s=row.timeout_s,
             max_concurrency=row.max_concurrency,
             retry_ambiguous=row.retry_ambiguous,
+            costs={upstream: Decimal(cost) for upstream, cost in (row.costs or {}).items()},
             created_at=row.created_at,
             updated_at=row.updated_at,
             health=health,

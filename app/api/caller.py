@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.api.schemas import ERROR_RESPONSES, AccountInfo, AccountRef, KeyRef, ModelInfo, ModelList
+from app.api.schemas import ERROR_RESPONSES, AccountInfo, AccountRef, BudgetInfo, KeyRef, ModelInfo, ModelList
 from app.billing.accounts import get_account
 from app.billing.amounts import render
+from app.billing.budget_settings import current_budget
+from app.billing.budgets import BudgetStatus
+from app.db import utcnow
 from app.http.aliases import add_caller_route
 from app.http.deps import GatewayDep
 from app.keys.auth import authenticate
+from app.keys.service import get_key
 
 router = APIRouter(tags=["caller"])
 
@@ -44,14 +48,33 @@ async def list_models(request: Request, gateway: GatewayDep) -> ModelList:
 
 async def account_info(request: Request, gateway: GatewayDep) -> AccountInfo:
     caller = await authenticate(gateway.keys, request)
+    now = utcnow()
     async with gateway.db.sessions() as session:
         account = await get_account(session, caller.account_id)
+        key = await get_key(session, caller.key_id)
+        account_budget = await current_budget(session, account, account.id, now)
+        key_budget = await current_budget(session, key, key.id, now)
     return AccountInfo(
         account=AccountRef(id=account.id, name=account.name),
         key=KeyRef(id=caller.key_id, name=caller.key_name, prefix=caller.prefix),
         balance=render(account.balance),
         held=render(account.held),
         available=render(account.balance - account.held),
+        webhook_secret=account.webhook_secret,
+        budget=_budget_info(account_budget),
+        key_budget=_budget_info(key_budget),
+    )
+
+
+def _budget_info(status: BudgetStatus | None) -> BudgetInfo | None:
+    if status is None:
+        return None
+    return BudgetInfo(
+        credits=render(status.credits),
+        period=status.period,
+        spent=render(status.spent),
+        remaining=render(status.remaining),
+        resets_at=status.resets_at,
     )
 
 
@@ -70,6 +93,6 @@ add_caller_route(
     account_info,
     method="GET",
     response_model=AccountInfo,
-    summary="The calling key and its account's credits",
+    summary="The calling key, its account's credits, budgets and webhook secret",
     responses=ERROR_RESPONSES,
 )

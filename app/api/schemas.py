@@ -3,6 +3,7 @@ the wire modules; tests/test_contract_bodies.py checks every body the app sends 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -104,12 +105,23 @@ class KeyRef(BaseModel):
     prefix: str
 
 
+class BudgetInfo(BaseModel):
+    credits: str = Field(description="Most credits that may be spent in one period.")
+    period: str = Field(description="day | week | month (UTC calendar periods; weeks start on Monday)")
+    spent: str = Field(description="Charged in the current period, plus what running requests hold.")
+    remaining: str = Field(description="What the current period may still spend.")
+    resets_at: datetime = Field(description="When the next period starts.")
+
+
 class AccountInfo(BaseModel):
     account: AccountRef
     key: KeyRef
     balance: str
     held: str
     available: str
+    webhook_secret: str = Field(description="Verifies the signatures of this account's task callbacks.")
+    budget: BudgetInfo | None = Field(description="The account's budget and its current period; null without one.")
+    key_budget: BudgetInfo | None = Field(description="This key's own budget, if it has one.")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

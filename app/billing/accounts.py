@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing.amounts import render
+from app.billing.budget_settings import KEEP, Keep, set_budget
+from app.billing.budgets import Budget
+from app.billing.low_balance import rearm_low_balance
 from app.billing.models import Account, LedgerEntry
 from app.db import credits_literal, new_id, utcnow
-from app.errors import InvalidValue, NotFound
+from app.errors import Conflict, InvalidRequest, InvalidValue, NotFound
 
 
 def new_webhook_secret() -> str:
@@ -22,6 +26,7 @@ def new_webhook_secret() -> str:
 
 
 async def create_account(session: AsyncSession, name: str, credits: Decimal = Decimal(0), actor: str = "") -> Account:
+    await _ensure_name_free(session, name)
     account = Account(
         id=new_id("acc"),
         name=name,
@@ -42,6 +47,59 @@ async def get_account(session: AsyncSession, account_id: str) -> Account:
     account = await session.get(Account, account_id)
     if account is None:
         raise NotFound(f"No account with id {account_id!r}.")
+    return account
+
+
+async def find_account(session: AsyncSession, ref: str) -> Account:
+    """The account with id `ref`, else the one account named `ref` (for the command line)."""
+    account = await session.get(Account, ref)
+    if account is not None:
+        return account
+    named = (await session.scalars(select(Account).where(Account.name == ref).limit(2))).all()
+    if len(named) > 1:
+        # New names are checked to be unique, but databases from before may hold duplicates.
+        raise Conflict(f"Several accounts are named {ref!r}; use the account's id.")
+    if not named:
+        raise NotFound(f"No account with id or name {ref!r}.")
+    return named[0]
+
+
+async def _ensure_name_free(session: AsyncSession, name: str, *, other_than: str | None = None) -> None:
+    # Checked here rather than by a unique index: databases from before may hold duplicate names,
+    # and a migration must not fail on them. Reports show names beside ids, so two teams must
+    # never share one.
+    query = select(Account.id).where(Account.name == name).limit(1)
+    if other_than is not None:
+        query = query.where(Account.id != other_than)
+    if await session.scalar(query) is not None:
+        raise Conflict(f"An account named {name!r} exists already.", param="name")
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanges:
+    """The fields an update sets; `None` removes a budget or a threshold."""
+
+    name: str | None = None
+    budget: Budget | Keep | None = KEEP
+    alert_below: Decimal | Keep | None = KEEP
+
+
+async def update_account(session: AsyncSession, account_id: str, changes: AccountChanges) -> Account:
+    account = await get_account(session, account_id)
+    if changes.name is None and changes.budget is KEEP and changes.alert_below is KEEP:
+        raise InvalidRequest("Nothing to change: send at least one of name, budget, alert_below.")
+    if changes.name is not None and changes.name != account.name:
+        await _ensure_name_free(session, changes.name, other_than=account_id)
+        account.name = changes.name
+    if changes.budget is not KEEP:
+        await set_budget(session, account, account_id, changes.budget, utcnow())
+    if changes.alert_below is not KEEP:
+        account.alert_below = changes.alert_below
+        await session.flush()
+        # A new threshold may already be crossed (alert now) or be met again (arm it again).
+        await rearm_low_balance(session, account_id)
+    await session.flush()
+    await session.refresh(account)
     return account
 
 
@@ -82,6 +140,9 @@ async def adjust_credits(session: AsyncSession, account_id: str, amount: Decimal
         )
     )
     await session.flush()
+    # Credits back above `alert_below` arm the low-balance alert for the next crossing; a
+    # take-back below it is a crossing.
+    await rearm_low_balance(session, account_id)
     account = await get_account(session, account_id)
     await session.refresh(account)
     return account

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
 
@@ -20,6 +21,9 @@ from app.db import Database
 from app.specs import CatalogSnapshot, ChannelSpec, ModelSpec
 
 log = logging.getLogger("app.catalog")
+
+_FOUR_PLACES = Decimal("0.0001")  # upstream_cost is stored with four places, like credits
+_MAX_COST = Decimal(1_000_000)  # per image: keeps cost × images far inside the column
 
 
 def model_spec(row: CatalogModel) -> ModelSpec:
@@ -61,7 +65,28 @@ def channel_spec(row: Channel, cipher: SecretCipher) -> ChannelSpec:
         max_concurrency=row.max_concurrency,
         retry_ambiguous=row.retry_ambiguous,
         unusable=unusable,
+        costs=_costs(row),
     )
+
+
+def _costs(row: Channel) -> dict[str, Decimal]:
+    """The channel's costs as Decimals, parsed once per reload so the hot path only multiplies.
+
+    The admin API stores only valid costs; one written some other way that is not a non-negative
+    amount of at most four places is left out (its attempts get no cost) rather than failing
+    every settlement on that channel.
+    """
+    costs: dict[str, Decimal] = {}
+    for upstream, text in (row.costs or {}).items():
+        try:
+            cost = Decimal(str(text))
+        except InvalidOperation:
+            cost = Decimal(-1)
+        if cost.is_finite() and 0 <= cost < _MAX_COST and cost == cost.quantize(_FOUR_PLACES):
+            costs[upstream] = cost
+        else:
+            log.error("channel %s (%s): ignoring cost %r for %r", row.name, row.id, text, upstream)
+    return costs
 
 
 async def load_snapshot(db: Database, cipher: SecretCipher) -> CatalogSnapshot:

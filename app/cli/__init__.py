@@ -5,10 +5,11 @@ Only light modules are imported at module level, here and in the command modules
 the services, models, SQLAlchemy and the app would cost it ~100 MB RSS for nothing (and the
 spawned workers re-import this package too). Each command imports what it needs when it runs.
 
-- `processes.py`: serve, worker, migrate;
+- `processes.py`: serve, worker, migrate (`health.py`: `worker --check`, a container healthcheck);
 - `operators.py`: accounts, keys, channels;
-- `finance.py`: usage report and export, ledger check;
+- `finance.py`: usage report and exports, provider reconciliation, ledger check and export;
 - `secrets.py`: checking and rotating the encryption of channel secrets;
+- `alerts.py`: the alerts sent to GATEWAY_ALERT_URL;
 - `running.py`: what they share (settings, database units of work, output).
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from app.cli import finance, operators, processes, secrets
+from app.cli import alerts, finance, operators, processes, secrets
 from app.errors import GatewayError
 
 
@@ -51,4 +52,5 @@ def build_parser() -> argparse.ArgumentParser:
     operators.add_commands(commands)
     finance.add_commands(commands)
     secrets.add_commands(commands)
+    alerts.add_commands(commands)
     return parser

@@ -1,19 +1,40 @@
 """What an operator manages: accounts and their credits, gateway keys, upstream channels.
-Each command prints what the matching admin API route answers."""
+Each command prints what the matching admin API route answers.
+
+A command that changes something prints only once its change is committed: a reader that goes
+away early (`| head -1`) must not roll the change back.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from app.cli.running import in_transaction, print_json
+from app.cli.running import in_transaction, print_json, with_database
 from app.cli.secrets import configured_cipher
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.cli.running import Subcommands
+    from app.cli.running import Run, Subcommands
+    from app.db import Database
+
+    Change = Callable[[AsyncSession, argparse.Namespace], Awaitable[BaseModel]]
+
+
+def committed(command: Change) -> Run:
+    """Run a change in one unit of work and print its result after the commit."""
+
+    async def run(db: Database, args: argparse.Namespace) -> int:
+        async with db.transaction() as session:
+            result = await command(session, args)
+        print_json(result)
+        return 0
+
+    return with_database(run)
 
 
 def add_commands(commands: Subcommands) -> None:
@@ -21,40 +42,60 @@ def add_commands(commands: Subcommands) -> None:
     p = accounts.add_parser("create", help="create an account")
     p.add_argument("name")
     p.add_argument("--credits", default="0")
-    p.set_defaults(run=in_transaction(cmd_accounts_create))
+    p.set_defaults(run=committed(cmd_accounts_create))
     accounts.add_parser("list").set_defaults(run=in_transaction(cmd_accounts_list))
     p = accounts.add_parser("grant", help="add (or with a negative amount, take back) credits")
-    p.add_argument("id")
+    p.add_argument("id", help="the account's id or name")
     p.add_argument("amount")
     p.add_argument("--note", default="")
     p.add_argument("--actor", default="cli")
-    p.set_defaults(run=in_transaction(cmd_accounts_grant))
+    p.set_defaults(run=committed(cmd_accounts_grant))
+    p = accounts.add_parser("update", help="change an account's name, budget or low-balance threshold")
+    p.add_argument("account", help="the account's id or name")
+    p.add_argument("--name", help="a new name (unique among accounts)")
+    _budget_options(p)
+    threshold = p.add_mutually_exclusive_group()
+    threshold.add_argument(
+        "--alert-below", metavar="CREDITS", help="send account.low_balance when available credits fall below this"
+    )
+    threshold.add_argument("--no-alert-below", action="store_true", help="no low-balance alert")
+    p.set_defaults(run=committed(cmd_accounts_update))
 
     keys = commands.add_parser("keys", help="manage gateway keys").add_subparsers(title="keys")
     p = keys.add_parser("create", help="create a key (printed once)")
-    p.add_argument("--account", required=True)
+    p.add_argument("--account", required=True, help="the account's id or name")
     p.add_argument("--name", default="")
     p.add_argument("--models", help="comma-separated model ids this key may use (default: all)")
-    p.set_defaults(run=in_transaction(cmd_keys_create))
+    p.set_defaults(run=committed(cmd_keys_create))
     p = keys.add_parser("list")
     p.add_argument("--account")
     p.set_defaults(run=in_transaction(cmd_keys_list))
     p = keys.add_parser("revoke")
     p.add_argument("id")
-    p.set_defaults(run=in_transaction(cmd_keys_revoke))
+    p.set_defaults(run=committed(cmd_keys_revoke))
+    p = keys.add_parser("update", help="change a key's name, models, limits, expiry or budget")
+    p.add_argument("key", help="the key's id (or its name, if no other key has it)")
+    p.add_argument("--name")
+    models = p.add_mutually_exclusive_group()
+    models.add_argument("--models", help="comma-separated model ids this key may use")
+    models.add_argument("--all-models", action="store_true", help="allow every model")
+    for option, meta in (("rpm", "N"), ("max-concurrency", "N"), ("credit-cap", "CREDITS"), ("expires-at", "ISO")):
+        p.add_argument(f"--{option}", metavar=meta, help="'none' removes it")
+    _budget_options(p)
+    p.set_defaults(run=committed(cmd_keys_update))
 
     channels = commands.add_parser("channels", help="manage upstream channels").add_subparsers(title="channels")
     channels.add_parser("list").set_defaults(run=in_transaction(cmd_channels_list))
     p = channels.add_parser("add", help="add a channel")
     _channel_options(p, required=True)
-    p.set_defaults(run=in_transaction(cmd_channels_add))
+    p.set_defaults(run=committed(cmd_channels_add))
     p = channels.add_parser("update", help="change a channel")
     p.add_argument("id")
     _channel_options(p, required=False)
-    p.set_defaults(run=in_transaction(cmd_channels_update))
+    p.set_defaults(run=committed(cmd_channels_update))
     p = channels.add_parser("disable", help="stop routing to a channel")
     p.add_argument("id")
-    p.set_defaults(run=in_transaction(cmd_channels_disable))
+    p.set_defaults(run=committed(cmd_channels_disable))
 
 
 def _channel_options(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -72,6 +113,29 @@ def _channel_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--timeout", type=float, dest="timeout_s")
     p.add_argument("--max-concurrency", type=int)
     p.add_argument("--enabled", choices=["true", "false"])
+
+
+def _budget_options(p: argparse.ArgumentParser) -> None:
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--budget", metavar="CREDITS/PERIOD", help="most credits per UTC day, week or month, e.g. 5000/month"
+    )
+    budget.add_argument("--no-budget", action="store_true", help="remove the budget")
+
+
+def _budget_field(args: argparse.Namespace, fields: dict[str, Any]) -> None:
+    """--budget 500/day as the admin API's `budget` object (validated by its schema)."""
+    if args.no_budget:
+        fields["budget"] = None
+    elif args.budget is not None:
+        credits, slash, period = args.budget.partition("/")
+        if not slash:
+            raise ValueError(f"--budget must be CREDITS/PERIOD, e.g. 5000/month (got {args.budget!r})")
+        fields["budget"] = {"credits": credits.strip(), "period": period.strip()}
+
+
+def _or_none(value: str | None) -> str | None:
+    return None if value is not None and value.strip().lower() == "none" else value
 
 
 _CHANNEL_FIELDS = ("name", "provider", "base_url", "priority", "weight", "multiplier", "timeout_s", "max_concurrency")
@@ -96,7 +160,7 @@ def _channel_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.accounts import AccountOut
     from app.billing import accounts
     from app.billing.amounts import parse_amount
@@ -104,53 +168,94 @@ async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -
     credits = parse_amount(args.credits, field="credits")
     if credits < 0:
         raise ValueError("credits must not be negative")
-    print_json(AccountOut.of(await accounts.create_account(session, args.name, credits, actor="cli")))
-    return 0
+    return await AccountOut.of(session, await accounts.create_account(session, args.name, credits, actor="cli"))
 
 
 async def cmd_accounts_list(session: AsyncSession, args: argparse.Namespace) -> int:
     from app.admin.accounts import AccountOut
     from app.billing import accounts
 
-    print_json([AccountOut.of(a).model_dump(mode="json") for a in await accounts.list_accounts(session)])
+    print_json(
+        [(await AccountOut.of(session, a)).model_dump(mode="json") for a in await accounts.list_accounts(session)]
+    )
     return 0
 
 
-async def cmd_accounts_grant(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_accounts_grant(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.accounts import AccountOut
     from app.billing import accounts
     from app.billing.amounts import parse_amount
 
     amount = parse_amount(args.amount, field="amount")
-    account = await accounts.adjust_credits(session, args.id, amount, note=args.note, actor=args.actor)
-    print_json(AccountOut.of(account))
-    return 0
+    account_id = (await accounts.find_account(session, args.id)).id
+    account = await accounts.adjust_credits(session, account_id, amount, note=args.note, actor=args.actor)
+    return await AccountOut.of(session, account)
 
 
-async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_accounts_update(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
+    from app.admin.accounts import AccountOut, AccountPatch
+    from app.billing import accounts
+
+    fields: dict[str, Any] = {}
+    if args.name is not None:
+        fields["name"] = args.name
+    _budget_field(args, fields)
+    if args.no_alert_below:
+        fields["alert_below"] = None
+    elif args.alert_below is not None:
+        fields["alert_below"] = args.alert_below
+    changes = AccountPatch.model_validate(fields).changes()
+    account = await accounts.find_account(session, args.account)
+    return await AccountOut.of(session, await accounts.update_account(session, account.id, changes))
+
+
+async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.keys import KeyCreated, KeyOut
+    from app.billing.accounts import find_account
     from app.keys import service as keys
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    key, secret = await keys.create_key(session, account_id=args.account, name=args.name, models=models)
-    print_json(KeyCreated(**KeyOut.of(key).model_dump(), key=secret))
-    return 0
+    account = await find_account(session, args.account)
+    key, secret = await keys.create_key(session, account_id=account.id, name=args.name, models=models)
+    return KeyCreated(**(await KeyOut.of(session, key)).model_dump(), key=secret)
 
 
 async def cmd_keys_list(session: AsyncSession, args: argparse.Namespace) -> int:
     from app.admin.keys import KeyOut
     from app.keys import service as keys
 
-    print_json([KeyOut.of(k).model_dump(mode="json") for k in await keys.list_keys(session, args.account)])
+    print_json(
+        [(await KeyOut.of(session, k)).model_dump(mode="json") for k in await keys.list_keys(session, args.account)]
+    )
     return 0
 
 
-async def cmd_keys_revoke(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_keys_revoke(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.keys import KeyOut
     from app.keys import service as keys
 
-    print_json(KeyOut.of(await keys.revoke_key(session, args.id)))
-    return 0
+    return await KeyOut.of(session, await keys.revoke_key(session, args.id))
+
+
+async def cmd_keys_update(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
+    from app.admin.keys import KeyOut, KeyPatch
+    from app.keys import service as keys
+
+    fields: dict[str, Any] = {}
+    if args.name is not None:
+        fields["name"] = args.name
+    if args.all_models:
+        fields["models"] = None
+    elif args.models is not None:
+        fields["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    for name in ("rpm", "max_concurrency", "credit_cap", "expires_at"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = _or_none(value)
+    _budget_field(args, fields)
+    changes = KeyPatch.model_validate(fields).changes()
+    key = await keys.find_key(session, args.key)
+    return await KeyOut.of(session, await keys.update_key(session, key.id, changes))
 
 
 async def cmd_channels_list(session: AsyncSession, args: argparse.Namespace) -> int:
@@ -161,29 +266,26 @@ async def cmd_channels_list(session: AsyncSession, args: argparse.Namespace) -> 
     return 0
 
 
-async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.catalog_schemas import ChannelCreate, ChannelOut
     from app.catalog import service as catalog
 
     fields = ChannelCreate.model_validate(_channel_fields(args)).changes()
     fields.setdefault("auth", {})
-    print_json(ChannelOut.of(await catalog.create_channel(session, configured_cipher(), fields)))
-    return 0
+    return ChannelOut.of(await catalog.create_channel(session, configured_cipher(), fields))
 
 
-async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.catalog_schemas import ChannelFields, ChannelOut
     from app.catalog import service as catalog
 
     fields = ChannelFields.model_validate(_channel_fields(args)).changes()
-    print_json(ChannelOut.of(await catalog.update_channel(session, configured_cipher(), args.id, fields)))
-    return 0
+    return ChannelOut.of(await catalog.update_channel(session, configured_cipher(), args.id, fields))
 
 
-async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
     from app.admin.catalog_schemas import ChannelOut
     from app.catalog import service as catalog
 
     channel = await catalog.update_channel(session, configured_cipher(), args.id, {"enabled": False})
-    print_json(ChannelOut.of(channel))
-    return 0
+    return ChannelOut.of(channel)

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.billing import holds
 from app.billing.amounts import charge, render
 from app.billing.attempt_rows import AttemptRecord
+from app.billing.budget_holds import BudgetRefused, announce_refusal
 from app.db import Database, new_id, utcnow
 from app.errors import (
     Canceled,
@@ -176,13 +177,22 @@ class GenerationService:
             hold_until=utcnow() + (hold_for or timedelta(seconds=self.hold_timeout_s)),
             user=request.user,
             metadata=dict(request.metadata),
+            account_budget=caller.account_budget,
+            key_budget=caller.key_budget,
         )
-        async with self.db.transaction("normal") as session:
-            if caller.credit_cap is not None:
-                await check_credit_cap(session, caller, terms.hold_credits)
-            await holds.place_hold(session, terms)
-            if on_hold is not None:
-                await on_hold(session, terms)
+        try:
+            async with self.db.transaction("normal") as session:
+                if caller.credit_cap is not None:
+                    await check_credit_cap(session, caller, terms.hold_credits)
+                await holds.place_hold(session, terms)
+                if on_hold is not None:
+                    await on_hold(session, terms)
+        except BudgetRefused as refused:
+            # The refusal rolled its transaction back; the alert that the period is used up
+            # (once per period) is written in one of its own.
+            async with self.db.transaction("normal") as session:
+                await announce_refusal(session, refused)
+            raise
         return Admitted(terms=terms, request=request, model=model, candidates=candidates)
 
     async def readmit(self, terms: holds.HoldTerms, request: ImageRequest) -> Admitted:
@@ -381,4 +391,5 @@ def _record_of(attempt: Attempt) -> AttemptRecord:
         http_status=attempt.status,
         error_code=attempt.error_code,
         error=attempt.error,
+        upstream_cost=attempt.upstream_cost,
     )

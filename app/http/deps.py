@@ -11,7 +11,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, Security
+from fastapi.params import Depends as Dependency
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
@@ -21,13 +23,41 @@ from app.runtime import Gateway, gateway_of
 
 admin_log = logging.getLogger("app.admin")
 
+# The credentials each route takes, declared for /openapi.json: they are its `securitySchemes`,
+# and the Authorize button of /docs. They never refuse a request themselves (auto_error=False):
+# require_admin and app.keys.auth do, with the contract's error bodies.
+ADMIN_TOKEN = HTTPBearer(
+    scheme_name="AdminToken", description="`GATEWAY_ADMIN_TOKEN`, for every `/admin` route.", auto_error=False
+)
+GATEWAY_KEY = HTTPBearer(
+    scheme_name="GatewayKey",
+    bearerFormat="igw_…",
+    description="A gateway key (`image-gateway keys create` or `POST /admin/keys`), for the caller API.",
+    auto_error=False,
+)
+GOOGLE_API_KEY = APIKeyHeader(
+    name="x-goog-api-key",
+    scheme_name="GoogleApiKey",
+    description="The gateway key as the google-genai SDK sends it (the Google relay also takes Bearer and `?key=`).",
+    auto_error=False,
+)
+METRICS_TOKEN = HTTPBearer(
+    scheme_name="MetricsToken", description="`GATEWAY_METRICS_TOKEN`, when it is set.", auto_error=False
+)
+# For `include_router(dependencies=…)`: a list of alternatives is an OR in OpenAPI.
+CALLER_SECURITY: list[Dependency] = [Security(GATEWAY_KEY)]
+GOOGLE_SECURITY: list[Dependency] = [Security(GOOGLE_API_KEY), Security(GATEWAY_KEY)]
+METRICS_SECURITY: list[Dependency] = [Security(METRICS_TOKEN)]
+
 
 async def the_gateway(request: Request) -> Gateway:
     # async: FastAPI would run a plain function in a worker thread, on every request.
     return gateway_of(request)
 
 
-def require_admin(request: Request) -> Gateway:
+def require_admin(
+    request: Request, _documented: Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_TOKEN)]
+) -> Gateway:
     gateway = gateway_of(request)
     token = gateway.settings.admin_token
     if token is None:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from starlette.requests import Request
 
+from app.billing.budgets import Budget
 from app.billing.models import Account
 from app.db import Database, utcnow
 from app.errors import InvalidApiKey
@@ -35,12 +36,19 @@ class Caller:
     expires_at: datetime | None
     revoked: bool
     account_name: str = ""  # for log lines
+    # The holds of this key's requests stay within these (app/billing/budget_holds.py).
+    key_budget: Budget | None = None
+    account_budget: Budget | None = None
 
     def may_use(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
 
 
-def _caller(row: ApiKey, account_name: str) -> Caller:
+def _budget(credits: Decimal | None, period: str | None) -> Budget | None:
+    return Budget(credits, period) if credits is not None and period is not None else None
+
+
+def _caller(row: ApiKey, account_name: str, account_budget: Budget | None) -> Caller:
     return Caller(
         key_id=row.id,
         account_id=row.account_id,
@@ -53,6 +61,8 @@ def _caller(row: ApiKey, account_name: str) -> Caller:
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
         account_name=account_name,
+        key_budget=_budget(row.budget_credits, row.budget_period),
+        account_budget=account_budget,
     )
 
 
@@ -70,14 +80,14 @@ class KeyCache:
         async with self._db.sessions() as session:
             found = (
                 await session.execute(
-                    select(ApiKey, Account.name)
+                    select(ApiKey, Account.name, Account.budget_credits, Account.budget_period)
                     .join(Account, Account.id == ApiKey.account_id)
                     .where(ApiKey.key_hash == digest)
                 )
             ).first()
         if found is None:
             return None  # unknown keys are not cached: a key created a moment ago must work
-        caller = _caller(found[0], found[1])
+        caller = _caller(found[0], found[1], _budget(found[2], found[3]))
         if len(self._entries) > 100_000:
             self._entries.clear()
         self._entries[digest] = (time.monotonic() + self._ttl_s, caller)

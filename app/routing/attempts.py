@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from app.providers.credentials import scrub_secrets
@@ -39,6 +40,8 @@ class Attempt:
     # filtered), or it went silent after the request was sent. Connect failures, 4xx, 429 and
     # 5xx answers are not billed.
     possibly_billed: bool = False
+    # The channel's cost for this upstream model × images returned; None when it has no cost.
+    upstream_cost: Decimal | None = None
 
     @property
     def called(self) -> bool:
@@ -87,7 +90,16 @@ def attempt_of(
         images=images,
         error_code=_error_code(outcome, exc, channel),
         possibly_billed=_possibly_billed(outcome, exc),
+        upstream_cost=_upstream_cost(channel, upstream_model, images),
     )
+
+
+def _upstream_cost(channel: ChannelSpec, upstream_model: str, images: int) -> Decimal | None:
+    """What the provider charges for the images it returned (filtered ones included), from the
+    channel's cost table. A call that returned nothing (an error, a timeout) costs 0 here: the
+    images it may have made are unknown."""
+    cost = channel.costs.get(upstream_model)
+    return None if cost is None else cost * images
 
 
 # Our name for a failure the upstream gave no code for.

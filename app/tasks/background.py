@@ -1,5 +1,5 @@
-"""The loops a gateway process runs besides serving HTTP: the task worker, callback delivery,
-retention and the hold sweeper. `serve` runs them in-process (unless GATEWAY_RUN_WORKER=false,
+"""The loops a gateway process runs besides serving HTTP: the task worker, callback and alert
+delivery, retention and the hold sweeper. `serve` runs them in-process (unless GATEWAY_RUN_WORKER=false,
 which keeps only the sweeper); `image-gateway worker` runs them alone on any machine."""
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class Background:
         if self.worker is not None:
             self._loops.append(asyncio.create_task(self.worker.run(), name="task-worker"))
             self._every("callbacks", self.deps.worker_poll_s, self._callbacks)
+            if self.deps.alerts is not None:
+                self._every("alerts", self.deps.worker_poll_s, self.deps.alerts.deliver_due)
+            else:
+                log.info("alerts are queued but not sent: GATEWAY_ALERT_URL is unset (GET /admin/alerts lists them)")
             self._every("retention", RETENTION_INTERVAL_S, self._retention)
 
     async def stop(self, grace_s: float) -> None:

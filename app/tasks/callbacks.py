@@ -1,5 +1,5 @@
 """Announcing finished tasks: a signed POST of the final task object to the task's callback URL,
-retried with growing delays over hours until the receiver answers 2xx.
+retried on the webhooks' schedule (app/callbacks/schedule.py) until the receiver answers 2xx.
 
 Every attempt goes through the SSRF guard again (DNS may have changed since submission) and to
 the address that was checked. `webhook-id` stays the same on every retry so receivers can
@@ -8,6 +8,7 @@ de-duplicate; each attempt is recorded on the task.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from sqlalchemy import select, update
 
 from app.billing.models import Account
 from app.callbacks.delivery import guarded_deliver
+from app.callbacks.schedule import CLAIM_S, DELIVERY_TIMEOUT_S, retry_delay_s
 from app.callbacks.signing import webhook_headers
 from app.db import utcnow
 from app.tasks.deps import TaskDeps
@@ -24,23 +26,21 @@ from app.tasks.service import render_task
 
 log = logging.getLogger("app.tasks.callbacks")
 
-# Delays after each failed attempt, in units of GATEWAY_CALLBACK_RETRY_BASE_S (10 s by default):
-# 10 s, 1 min, 5 min, 30 min, 2 h, 6 h, 12 h. After the last one the callback is given up.
-BACKOFF = (1, 6, 30, 180, 720, 2160, 4320)
-DELIVERY_TIMEOUT_S = 15.0
-# While one replica delivers, the row is pushed this far into the future so no other takes it.
-CLAIM_S = 120.0
-
 
 async def deliver_due_callbacks(deps: TaskDeps, limit: int = 10) -> int:
     """Attempt every callback that is due (up to `limit`); returns how many were attempted."""
     claimed = await _claim(deps, limit)
-    for task_id in claimed:
-        try:
-            await _attempt(deps, task_id)
-        except Exception:  # one broken row must not stop the others
-            log.exception("callback for %s failed unexpectedly", task_id)
+    # All at once: one after another, ten slow receivers (15 s each) would outlast the claim, and
+    # another replica could then send the same callbacks again.
+    await asyncio.gather(*(_attempt_logged(deps, task_id) for task_id in claimed))
     return len(claimed)
+
+
+async def _attempt_logged(deps: TaskDeps, task_id: str) -> None:
+    try:
+        await _attempt(deps, task_id)
+    except Exception:  # one broken row must not stop the others
+        log.exception("callback for %s failed unexpectedly", task_id)
 
 
 async def _claim(deps: TaskDeps, limit: int) -> list[str]:
@@ -79,13 +79,13 @@ async def _attempt(deps: TaskDeps, task_id: str) -> None:
         deps.callback_http, task.callback_url, deps.callback_networks, body, headers, DELIVERY_TIMEOUT_S
     )
     attempts = task.callback_attempts + 1
+    delay = retry_delay_s(attempts, deps.callback_retry_base_s)
     if outcome.delivered:
         values: dict[str, object] = {"callback_status": "delivered", "callback_next_at": None}
-    elif attempts > len(BACKOFF):
+    elif delay is None:
         values = {"callback_status": "failed", "callback_next_at": None}
         log.warning("giving up on the callback of %s after %d attempts: %s", task_id, attempts, outcome.reason)
     else:
-        delay = BACKOFF[attempts - 1] * deps.callback_retry_base_s
         values = {"callback_next_at": utcnow() + timedelta(seconds=delay)}
     async with deps.db.transaction() as session:
         await session.execute(

@@ -1,5 +1,5 @@
 """What the task loops work with. The edge (app.runtime) builds it from the runtime it owns, so the
-worker, callbacks and retention see only the collaborators and settings values they use."""
+worker, callbacks, alerts and retention see only the collaborators and settings values they use."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from app.alerts.delivery import AlertSender
 from app.db import Database
 from app.files.service import FileStore
 from app.generation.service import GenerationService
@@ -29,3 +30,5 @@ class TaskDeps:
     worker_concurrency: int
     hold_timeout_s: float
     sweep_interval_s: float
+    # Sends queued alerts to GATEWAY_ALERT_URL; None when it is unset (alerts are kept, not sent).
+    alerts: AlertSender | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ class Harness:
         headers = {"authorization": f"Bearer {ADMIN_TOKEN}", **kwargs.pop("headers", {})}
         return await self.http.request(method, path, headers=headers, **kwargs)
 
-    async def create_account(self, credits: str | int | Decimal = 1000, name: str = "team") -> dict[str, Any]:
+    async def create_account(self, credits: str | int | Decimal = 1000, name: str | None = None) -> dict[str, Any]:
+        # Account names are unique: without a name, each account gets its own.
+        name = name or f"team-{uuid.uuid4().hex[:8]}"
         response = await self.admin("POST", "/admin/accounts", json={"name": name, "credits": str(credits)})
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ def add_channel(base_url: str, upstream: FakeUpstream, name: str, priority: int)
 
 def account_with_key(base_url: str, credits: int, **key_fields: Any) -> tuple[str, str]:
     with admin(base_url) as client:
-        account = client.post("/admin/accounts", json={"name": "team", "credits": credits}).json()
+        name = f"team-{uuid.uuid4().hex[:8]}"  # account names are unique
+        account = client.post("/admin/accounts", json={"name": name, "credits": credits}).json()
         key = client.post("/admin/keys", json={"account_id": account["id"], **key_fields}).json()["key"]
     return account["id"], key
