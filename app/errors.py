@@ -87,6 +87,14 @@ class AdminDisabled(GatewayError):
     type = "permission_error"
 
 
+class Forbidden(GatewayError):
+    """The admin identity's role may not do this (the message names the role needed)."""
+
+    status = 403
+    code = "forbidden"
+    type = "permission_error"
+
+
 class ModelNotAllowed(GatewayError):
     status = 403
     code = "model_not_allowed"

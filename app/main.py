@@ -11,9 +11,12 @@ from fastapi.openapi.utils import get_openapi
 
 from app.admin.accounts import router as accounts_admin
 from app.admin.alerts import router as alerts_admin
+from app.admin.audit import router as audit_admin
 from app.admin.billing import router as billing_admin
 from app.admin.catalog import router as catalog_admin
+from app.admin.config_apply import apply_at_start
 from app.admin.keys import router as keys_admin
+from app.admin.operators import router as operators_admin
 from app.admin.reconcile import router as reconcile_admin
 from app.admin.requests import router as requests_admin
 from app.api import caller, files, google_relay, health, images, metrics_route, tasks
@@ -46,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_gateway(settings) as gateway:
             app.state.gateway = gateway
+            # GATEWAY_CONFIG_FILE, before the startup line counts the channels it may add.
+            await apply_at_start(settings, gateway.db, gateway.secrets)
+            gateway.invalidate_caches()
             await log_startup(settings, gateway.catalog.get, {getattr(r, "path", "") for r in app.routes})
             background = Background(task_deps(gateway), run_worker=settings.run_worker)
             background.start()
@@ -85,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reconcile_admin,
         requests_admin,
         alerts_admin,
+        operators_admin,
+        audit_admin,
     ):
         app.include_router(router)
     install_docs(app)

@@ -24,12 +24,15 @@ from app.keys.limits import KeyLimiter
 from app.net.guarded_fetch import GuardedFetcher
 from app.observability.metrics import Metrics
 from app.observability.redaction import SecretRedactor, redacting_logs
+from app.operators.service import OperatorCache
 from app.providers.aiohttp_transport import upstream_client
 from app.providers.base import ImageProvider
 from app.providers.credentials import known_secrets
 from app.providers.registry import build_providers
 from app.redis_client import open_redis_for
 from app.routing.breaker import BreakerPolicy
+from app.routing.channel_faults import ChannelFaults
+from app.routing.channel_test import ChannelTester
 from app.routing.health import HealthStore, MemoryHealthStore, RedisHealthStore
 from app.routing.router import ChannelRouter
 from app.settings import Settings
@@ -46,9 +49,13 @@ class Gateway:
     # Encrypts channel secrets written by the admin API (GATEWAY_SECRET_KEY).
     secrets: SecretCipher
     keys: KeyCache
+    # Operator tokens → identities, like `keys` (a revocation clears it on this replica).
+    operators: OperatorCache
     providers: dict[str, ImageProvider]
     health: HealthStore
     router: ChannelRouter
+    # POST /admin/channels/{id}/test and `image-gateway channels test`.
+    channel_tests: ChannelTester
     generation: GenerationService
     files: FileStore
     # Callbacks go to addresses callers chose, image URLs to addresses upstreams chose: a client
@@ -61,6 +68,7 @@ class Gateway:
         """After an admin change: this replica sees it at once, others within the cache TTL."""
         self.catalog.invalidate()
         self.keys.invalidate()
+        self.operators.invalidate()
 
 
 @asynccontextmanager
@@ -108,6 +116,7 @@ async def _open_gateway(settings: Settings, redactor: SecretRedactor) -> AsyncIt
             max_attempts=settings.max_attempts,
             deadline_s=settings.request_deadline_s,
             slot_wait_s=settings.channel_slot_wait_s,
+            faults=ChannelFaults(db, settings.auto_disable_after, catalog.invalidate),
         )
         yield Gateway(
             settings=settings,
@@ -116,9 +125,11 @@ async def _open_gateway(settings: Settings, redactor: SecretRedactor) -> AsyncIt
             catalog=catalog,
             secrets=secrets,
             keys=KeyCache(db, settings.cache_ttl_s),
+            operators=OperatorCache(db, settings.cache_ttl_s),
             providers=providers,
             health=health,
             router=router,
+            channel_tests=ChannelTester(db, providers, catalog, secrets),
             generation=GenerationService(db, router, catalog, files, settings.hold_timeout_s, metrics, limiter),
             files=files,
             callback_http=callback_http,

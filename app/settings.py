@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # doubles on every failed probe, up to 5 minutes).
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=5.0, gt=0)
+    # A channel whose upstream refuses its credentials (401/403) or no longer knows its model
+    # (404) on this many calls in a row is disabled, with the reason and an alert, until an
+    # operator re-enables it. 0 = never disable automatically.
+    auto_disable_after: int = Field(default=3, ge=0, le=1000)
     # Tasks: results, files and metadata are kept this long, then deleted with their files.
     retention_days: float = Field(default=7.0, gt=0)
     # Signed file URLs stay valid this long after they are issued.
@@ -97,11 +101,20 @@ class Settings(BaseSettings):
     alert_url: str | None = None
     # The `whsec_…` Standard Webhooks secret that signs alerts (required with GATEWAY_ALERT_URL).
     alert_secret: str | None = Field(default=None, repr=False)
+    # A YAML file of models, channels and operators (docs/config.md) applied at every start of the
+    # API, after migrations, like `image-gateway config apply FILE` without --prune. Idempotent, so
+    # every replica may apply it; a bad file stops the start. Unset or empty = none.
+    config_file: Path | None = None
 
     @field_validator("admin_token")
     @classmethod
     def _blank_token_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("config_file", mode="before")
+    @classmethod
+    def _blank_config_file_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")
     @classmethod

@@ -50,6 +50,9 @@ class ChannelSpec:
     # upstream model id -> what the provider charges per image it returns: each attempt's
     # upstream_cost is one dict lookup away (app.routing.attempts).
     costs: dict[str, Decimal] = field(default_factory=dict)
+    # Credential (401/403) or model-gone (404) answers in a row when the snapshot was taken: a
+    # call that works writes the reset only when this is nonzero (app.routing.channel_faults).
+    credential_failures: int = 0
 
     def upstream_model(self, model_id: str) -> str | None:
         """The upstream model this channel calls for a catalog model, or None if it does not serve it."""

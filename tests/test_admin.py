@@ -163,8 +163,8 @@ async def test_ledger_shows_grants_with_note_and_actor_and_charges(gw: Harness) 
         "adjustment",
         "-5",
         "refund",
-        "ana",
+        "root (on behalf of ana)",  # the authenticated caller first: a body cannot name someone else alone
     )
-    assert (grant["kind"], grant["amount"], grant["note"]) == ("grant", "50", "initial credits")
+    assert (grant["kind"], grant["amount"], grant["note"], grant["actor"]) == ("grant", "50", "initial credits", "root")
     older = (await gw.admin("GET", f"/admin/accounts/{account_id}/ledger", params={"limit": 1})).json()
     assert older["next_before"] == charge["id"]

@@ -85,12 +85,14 @@ async def test_generated_admin_requests_never_get_a_5xx(gw: Harness) -> None:
     account = await gw.create_account(credits=100)
     key = await gw.create_key(account["id"])
     key_id = (await gw.admin("GET", "/admin/keys")).json()["data"][0]["id"]
+    operator = await gw.admin("POST", "/admin/operators", json={"name": "fuzzed", "role": "viewer"})
     existing = {
         "account_id": account["id"],
         "key_id": key_id,
         "model_id": "imagen4",
         "channel_id": (await gw.local_channel())["id"],
         "request_id": (await gw.generate(key, {"prompt": "x"})).json()["id"],
+        "operator_id": operator.json()["id"],
     }
     document = (await gw.http.get("/openapi.json")).json()
     failures = []

@@ -41,11 +41,15 @@ async def books(settings: Settings, upstream: FakeUpstream) -> AsyncIterator[Boo
         await gw.admin("PATCH", f"/admin/channels/{local['id']}", json={"enabled": False})
         team = (await gw.create_account(100, name="team-a"))["id"]
         other = (await gw.create_account(50, name="=other"))["id"]
-        for change in (
-            {"amount": "25", "note": '=HYPERLINK("http://x")', "actor": "@finance-bot"},
-            {"amount": "-5", "note": "-correction of a double grant", "actor": "alice"},
+        # The ledger's actor is the authenticated operator's name: a finance operator named like a formula.
+        bot = await gw.admin("POST", "/admin/operators", json={"name": "@finance-bot", "role": "finance"})
+        assert bot.status_code == 201, bot.text
+        for change, token in (
+            ({"amount": "25", "note": '=HYPERLINK("http://x")'}, bot.json()["token"]),
+            ({"amount": "-5", "note": "-correction of a double grant", "actor": "alice"}, None),
         ):
-            response = await gw.admin("POST", f"/admin/accounts/{team}/credits", json=change)
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            response = await gw.admin("POST", f"/admin/accounts/{team}/credits", json=change, headers=headers)
             assert response.status_code == 200, response.text
         team_key, other_key = await gw.create_key(team), await gw.create_key(other)
         charged = []

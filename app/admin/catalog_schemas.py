@@ -6,7 +6,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from app.admin.types import MAX_CONCURRENCY, Credits, Multiplier, Text
 from app.billing.amounts import parse_amount, render
@@ -54,32 +63,78 @@ Cost = Annotated[Decimal, BeforeValidator(_cost), PlainSerializer(render, return
 UpstreamModel = Annotated[Text, Field(min_length=1, max_length=200)]
 
 
+def _ratios(value: list[str]) -> list[str]:
+    return _subset(value, ASPECT_RATIOS)
+
+
+def _sizes(value: list[str]) -> list[str]:
+    return _subset(value, IMAGE_SIZES)
+
+
+def _parameters(value: list[str]) -> list[str]:
+    return _subset(value, OPTIONAL_PARAMETERS)
+
+
+ModelPrice = Annotated[Multiplier, Field(le=MAX_CREDITS_PER_IMAGE)]
+ModelMultiplier = Annotated[Multiplier, Field(le=MAX_MULTIPLIER)]
+MaxImages = Annotated[int, Field(ge=1, le=10)]
+MaxPromptChars = Annotated[int, Field(ge=1, le=100_000)]
+AspectRatioList = Annotated[list[str], Field(min_length=1), AfterValidator(_ratios)]
+ImageSizeList = Annotated[list[str], Field(min_length=1), AfterValidator(_sizes)]
+ParameterList = Annotated[list[str], AfterValidator(_parameters)]
+Description = Annotated[Text, Field(max_length=500)]
+
+
 class ModelIn(_AcceptsWhatGetReturns):
-    credits_per_image: Annotated[Multiplier, Field(le=MAX_CREDITS_PER_IMAGE)]
-    multiplier: Annotated[Multiplier, Field(le=MAX_MULTIPLIER)] = Decimal(1)
+    """PUT: create or replace. A new model needs only `credits_per_image` (the rest has defaults);
+    replacing an existing one needs every field below, so that a partial body cannot wipe what it
+    leaves out (PATCH changes only some)."""
+
+    credits_per_image: ModelPrice
+    multiplier: ModelMultiplier = Decimal(1)
     aliases: list[Text] = Field(default_factory=list)
-    max_images: int = Field(4, ge=1, le=10)
-    max_prompt_chars: int = Field(4000, ge=1, le=100_000)
-    aspect_ratios: list[str] = Field(default_factory=lambda: list[str](ASPECT_RATIOS), min_length=1)
-    image_sizes: list[str] = Field(default_factory=lambda: list[str]([DEFAULT_IMAGE_SIZE]), min_length=1)
-    parameters: list[str] = Field(default_factory=list)
-    description: Text = Field("", max_length=500)
+    max_images: MaxImages = 4
+    max_prompt_chars: MaxPromptChars = 4000
+    aspect_ratios: AspectRatioList = Field(default_factory=lambda: list[str](ASPECT_RATIOS))
+    image_sizes: ImageSizeList = Field(default_factory=lambda: list[str]([DEFAULT_IMAGE_SIZE]))
+    parameters: ParameterList = Field(default_factory=list)
+    description: Description = ""
     enabled: bool = True
 
-    @field_validator("aspect_ratios")
-    @classmethod
-    def _ratios(cls, value: list[str]) -> list[str]:
-        return _subset(value, ASPECT_RATIOS)
+    def missing(self) -> list[str]:
+        """The writable fields this body left out (what a replace would reset to defaults)."""
+        return [name for name in type(self).model_fields if name not in self.model_fields_set]
 
-    @field_validator("image_sizes")
-    @classmethod
-    def _sizes(cls, value: list[str]) -> list[str]:
-        return _subset(value, IMAGE_SIZES)
+    def fields(self) -> dict[str, Any]:
+        """Every field as the model row stores it (amounts as Decimal, not their JSON strings)."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
-    @field_validator("parameters")
+
+class ModelPatch(_AcceptsWhatGetReturns):
+    """PATCH: only the fields sent change. None of them may be null."""
+
+    credits_per_image: ModelPrice | None = None
+    multiplier: ModelMultiplier | None = None
+    aliases: list[Text] | None = None
+    max_images: MaxImages | None = None
+    max_prompt_chars: MaxPromptChars | None = None
+    aspect_ratios: AspectRatioList | None = None
+    image_sizes: ImageSizeList | None = None
+    parameters: ParameterList | None = None
+    description: Description | None = None
+    enabled: bool | None = None
+
+    @field_validator("*", mode="before")
     @classmethod
-    def _parameters(cls, value: list[str]) -> list[str]:
-        return _subset(value, OPTIONAL_PARAMETERS)
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only on fields that were sent: an explicit null is refused, naming the field.
+        if value is None:
+            raise ValueError("must not be null (leave the field out to keep its value)")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, as the model row stores them (amounts as Decimal)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name in self.model_fields_set}
 
 
 class ModelOut(BaseModel):
@@ -112,6 +167,9 @@ class ChannelAuth(BaseModel):
 
 
 class ChannelFields(_AcceptsWhatGetReturns):
+    # The gateway's own record of an automatic disable: set by the gateway, cleared by enabling.
+    READ_ONLY: ClassVar[frozenset[str]] = _AcceptsWhatGetReturns.READ_ONLY | {"disabled_reason", "credential_failures"}
+
     name: Text | None = Field(None, min_length=1, max_length=200)
     provider: str | None = None
     base_url: Text | None = Field(None, max_length=500)
@@ -190,6 +248,17 @@ class ChannelOut(BaseModel):
     costs: dict[str, Credits] = Field(
         description="upstream model id -> cost per image returned, in the provider's currency."
     )
+    disabled_reason: str | None = Field(
+        None,
+        description=(
+            "Why the gateway disabled the channel by itself (its upstream refused the credentials or "
+            "no longer knew the model on GATEWAY_AUTO_DISABLE_AFTER calls in a row); cleared when an "
+            "operator enables it. Read-only."
+        ),
+    )
+    credential_failures: int = Field(
+        0, description="Upstream 401/403/404 answers in a row so far (a call that works resets it). Read-only."
+    )
     created_at: datetime
     updated_at: datetime
     health: ChannelHealthOut | None = Field(None, description="Live health, read-only.")
@@ -211,10 +280,30 @@ class ChannelOut(BaseModel):
             max_concurrency=row.max_concurrency,
             retry_ambiguous=row.retry_ambiguous,
             costs={upstream: Decimal(cost) for upstream, cost in (row.costs or {}).items()},
+            disabled_reason=row.disabled_reason,
+            credential_failures=row.credential_failures,
             created_at=row.created_at,
             updated_at=row.updated_at,
             health=health,
         )
+
+
+class ChannelTestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=120,
+        description="Catalog model id or alias the channel maps; default: the first model it maps.",
+    )
+
+
+class ChannelTestOut(BaseModel):
+    ok: bool = Field(description="The upstream delivered the test image.")
+    latency_ms: int
+    http_status: int | None = Field(description="The upstream's HTTP status; null when it gave no answer.")
+    error: str | None = Field(description="Why the test failed, the channel's credentials removed.")
+    images: int = Field(description="Images delivered (never stored or returned).")
 
 
 def redact_auth(auth: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from app.admin.patching import BudgetIn, BudgetOut, PatchBody
 from app.admin.types import MAX_CONCURRENCY, MAX_RPM, Amount, Credits, Instant, Text
 from app.billing.budget_settings import KEEP, current_budget
 from app.db import utcnow
-from app.http.deps import AdminSession
+from app.http.admin_roles import changed_fields, check_changes
+from app.http.deps import AdminIdentity, AdminSession
 from app.keys import service
 from app.keys.models import ApiKey
 from app.keys.service import KeyChanges
@@ -143,10 +144,13 @@ async def get_key(key_id: Text, session: AdminSession) -> KeyOut:
     description=(
         "Only the fields sent change; `null` removes a limit (`models: null` allows every model). "
         "A budget set in the middle of a period counts what the key has spent in it already. "
-        "This replica applies the change at once, others within GATEWAY_CACHE_TTL_S."
+        "This replica applies the change at once, others within GATEWAY_CACHE_TTL_S. A finance "
+        "operator may change `budget` only (403 `forbidden` naming any other field whose value it "
+        "would change)."
     ),
 )
-async def update_key(key_id: Text, body: KeyPatch, session: AdminSession) -> KeyOut:
+async def update_key(key_id: Text, body: KeyPatch, session: AdminSession, identity: AdminIdentity) -> KeyOut:
+    check_changes(identity, changed_fields(body, await service.get_key(session, key_id)))
     return await KeyOut.of(session, await service.update_key(session, key_id, body.changes()))
 
 

@@ -124,6 +124,40 @@ class AccountInfo(BaseModel):
     key_budget: BudgetInfo | None = Field(description="This key's own budget, if it has one.")
 
 
+class WebhookSecretRotated(BaseModel):
+    webhook_secret: str = Field(description="The new secret; callbacks are signed with it from now on.")
+    previous_valid_until: datetime = Field(
+        description="Until then callbacks also carry a signature by the secret it replaced "
+        "(`webhook-signature: v1,<new> v1,<old>`)."
+    )
+
+
+class OwnUsageTotals(BaseModel):
+    requests: int = Field(description="Requests created in the range, in any status (still pending included).")
+    images: int = Field(description="Images delivered by succeeded requests.")
+    credits: str = Field(description="Credits charged: the ledger's charges for these requests, negated.")
+
+
+class OwnUsageGroup(BaseModel):
+    key_id: str | None = None
+    key_name: str | None = Field(None, description="The key's current name.")
+    model: str | None = None
+    day: str | None = Field(None, description="UTC date the request was created, YYYY-MM-DD.")
+    status: str | None = None
+    month: str | None = Field(None, description="UTC month the request was created, YYYY-MM.")
+    user: str | None = Field(None, description="The end-user id the caller sent (`user`).")
+
+
+class OwnUsageRow(OwnUsageTotals, OwnUsageGroup):
+    """One group, as a row of `GET /admin/usage` without the gateway's own economics: only the
+    fields of the `group_by` values appear, then the group's totals."""
+
+
+class OwnUsage(BaseModel):
+    rows: list[OwnUsageRow]
+    totals: OwnUsageTotals
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {

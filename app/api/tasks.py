@@ -1,15 +1,16 @@
-"""`GET /v1/tasks/{id}` and `POST /v1/tasks/{id}/cancel` (also under `/api/v1/`)."""
+"""`GET /v1/tasks`, `GET /v1/tasks/{id}` and `POST /v1/tasks/{id}/cancel` (also under `/api/v1/`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from app.api.caller import CALLER_CHECKED, CallerDep
 from app.api.replay import ReplayContext, placeholder_headers
 from app.api.schemas import ERROR_RESPONSES, BillingBlock
 from app.files.signing import UrlSigner
@@ -64,6 +65,11 @@ class TaskObject(BaseModel):
     placeholder: bool | None = Field(None, description="True when the built-in local placeholder generator served it.")
 
 
+class TaskList(BaseModel):
+    data: list[TaskObject] = Field(description="The account's tasks, newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
+
+
 def task_response(task: Task, signer: UrlSigner, public_url: str | None, status_code: int = 200) -> Response:
     """The task object (see `TaskObject`): its every answer, live or replayed, is rendered here."""
     body: dict[str, Any] = service.render_task(task, signer, public_url)
@@ -106,6 +112,27 @@ async def get_task(request: Request, task_id: str, gateway: GatewayDep) -> Respo
     return task_response(task, gateway.files.signer, gateway.settings.public_url)
 
 
+async def list_tasks(
+    caller: CallerDep,
+    gateway: GatewayDep,
+    status: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "canceled"] | None,
+        Query(description="Only tasks in this status."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Tasks per page, 1–100.")] = 20,
+    cursor: Annotated[str | None, Query(max_length=400, description="`next_cursor` of the previous page.")] = None,
+) -> Response:
+    after = service.TaskCursor.decode(cursor) if cursor is not None else None
+    async with gateway.db.sessions() as session:
+        tasks, following = await service.list_tasks(session, caller.account_id, status=status, limit=limit, after=after)
+    signer, public_url = gateway.files.signer, gateway.settings.public_url
+    body = {
+        "data": [service.render_task(task, signer, public_url) for task in tasks],
+        "next_cursor": following.encode() if following else None,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 async def cancel_task(request: Request, task_id: str, gateway: GatewayDep) -> Response:
     caller = await authenticate(gateway.keys, request)
     async with gateway.db.transaction() as session:
@@ -113,6 +140,21 @@ async def cancel_task(request: Request, task_id: str, gateway: GatewayDep) -> Re
     return task_response(task, gateway.files.signer, gateway.settings.public_url)
 
 
+add_caller_route(
+    router,
+    "/tasks",
+    list_tasks,
+    method="GET",
+    response_model=TaskList,
+    dependencies=CALLER_CHECKED,
+    summary="The account's tasks, newest first, a page at a time",
+    responses=ERROR_RESPONSES,
+    description=(
+        "Every task of the calling key's account (whichever key submitted it), newest first, each as "
+        "`GET /v1/tasks/{id}` renders it. Pass `next_cursor` back as `cursor` for the next page; it is null on "
+        "the last. A bad `status`, `limit` (1–100) or `cursor` is a 400 naming it, as is an unknown parameter."
+    ),
+)
 add_caller_route(
     router,
     "/tasks/{task_id}",

@@ -6,6 +6,7 @@ import base64
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -19,10 +20,40 @@ from app.billing.models import Account, LedgerEntry
 from app.db import credits_literal, new_id, utcnow
 from app.errors import Conflict, InvalidRequest, InvalidValue, NotFound
 
+# After a rotation the replaced secret signs callbacks beside the new one for this long, so a
+# receiver can switch over without rejecting a single callback.
+PREVIOUS_SECRET_VALID_FOR = timedelta(hours=24)
+
 
 def new_webhook_secret() -> str:
     # Standard Webhooks secrets are "whsec_" + base64 of 24–64 random bytes.
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def rotate_webhook_secret(session: AsyncSession, account_id: str) -> tuple[Account, datetime]:
+    """A new secret for the account's callbacks; the one it replaces keeps signing beside it until
+    the returned instant. Rotating again within that time replaces the previous one: only the
+    secret in use just before the latest rotation stays valid, never an older one.
+
+    A plain update in the caller's unit of work, no compare-and-set: of two rotations racing, the
+    one committed last is the account's, and the secret the other one answered is never used."""
+    account = await get_account(session, account_id)
+    now = utcnow()
+    account.previous_webhook_secret = account.webhook_secret
+    account.webhook_secret = new_webhook_secret()
+    account.webhook_secret_rotated_at = now
+    await session.flush()
+    return account, now + PREVIOUS_SECRET_VALID_FOR
+
+
+def signing_secrets(account: Account, now: datetime) -> list[str]:
+    """The secrets a callback is signed with at `now`: the account's, and for a day after a
+    rotation also the one it replaced."""
+    rotated_at = account.webhook_secret_rotated_at
+    previous = account.previous_webhook_secret
+    if previous and rotated_at is not None and now < rotated_at + PREVIOUS_SECRET_VALID_FOR:
+        return [account.webhook_secret, previous]
+    return [account.webhook_secret]
 
 
 async def create_account(session: AsyncSession, name: str, credits: Decimal = Decimal(0), actor: str = "") -> Account:

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from app.billing.amounts import render
 from app.billing.models import UpstreamAttempt, UsageRecord
 from app.billing.usage_export import Keyset, paged_csv, spreadsheet_safe
@@ -19,11 +21,11 @@ COLUMNS = (
 
 def _row(selected: Sequence[Any]) -> list[object]:
     attempt: UpstreamAttempt = selected[0]
-    model: str = selected[1]
+    model: str | None = selected[1]  # None for a channel test's attempt: it served no request
     # Channel, upstream model and error code come from operators and upstreams: neutralised like
     # every text cell of the usage export.
     return [
-        attempt.request_id, attempt.account_id, spreadsheet_safe(model), attempt.n,
+        attempt.request_id or "", attempt.account_id, spreadsheet_safe(model or ""), attempt.n,
         spreadsheet_safe(attempt.channel_name), attempt.provider, spreadsheet_safe(attempt.upstream_model),
         attempt.started_at.isoformat(), attempt.latency_ms, attempt.outcome,
         attempt.http_status if attempt.http_status is not None else "", spreadsheet_safe(attempt.error_code or ""),
@@ -33,15 +35,18 @@ def _row(selected: Sequence[Any]) -> list[object]:
 
 
 async def export_attempts_csv(db: Database, start: datetime | None, end: datetime | None) -> AsyncIterator[str]:
-    """Every upstream attempt that started in [start, end), oldest first, with its request's model."""
+    """Every upstream attempt that started in [start, end), oldest first, with its request's model.
+    Channel tests' attempts are in it too (no request id, account or model): the provider bills
+    them like any other call."""
     pages = Keyset(
         UpstreamAttempt,
         UpstreamAttempt.started_at,
         UpstreamAttempt.id,
         start,
         end,
-        also=(UsageRecord.model,),
-        join=(UsageRecord, UsageRecord.id == UpstreamAttempt.request_id),
+        # The request's model by its primary key, one row at a time: a channel test's attempt
+        # has no request, and an inner join would drop it.
+        also=(select(UsageRecord.model).where(UsageRecord.id == UpstreamAttempt.request_id).scalar_subquery(),),
     )
     async for chunk in paged_csv(db, COLUMNS, pages, _row):
         yield chunk

@@ -45,7 +45,7 @@ class AttemptRecord:
 
 @dataclass(frozen=True)
 class _Row:
-    request_id: str
+    request_id: str | None
     account_id: str
     n: int
     attempt: AttemptRecord
@@ -85,9 +85,11 @@ def _insert_of(count: int) -> HotStatement:
 
 
 async def write_attempts(
-    session: AsyncSession, request_id: str, account_id: str, attempts: Sequence[AttemptRecord]
+    session: AsyncSession, request_id: str | None, account_id: str, attempts: Sequence[AttemptRecord]
 ) -> None:
-    """Insert the request's attempts, numbered from 1, in one statement (none when empty)."""
+    """Insert the request's attempts, numbered from 1, in one statement (none when empty).
+
+    A channel test's attempt belongs to no request: `request_id` None, `account_id` ""."""
     if not attempts:
         return
     params: dict[str, Any] = {}

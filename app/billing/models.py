@@ -137,7 +137,9 @@ class UpstreamAttempt(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    request_id: Mapped[str] = mapped_column(ForeignKey("usage_records.id"))
+    # None for a channel test (POST /admin/channels/{id}/test): a real call the provider bills,
+    # made for no request and charged to no account (account_id "").
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("usage_records.id"), nullable=True)
     account_id: Mapped[str] = mapped_column(String(40))
     n: Mapped[int] = mapped_column(Integer)  # 1 for the first attempt of the request
     channel_id: Mapped[str] = mapped_column(String(40))

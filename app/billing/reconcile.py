@@ -2,7 +2,8 @@
 
 The provider's file (`date,upstream_model,images[,cost]`) says what it will bill; our side is the
 channel's possibly-billed upstream attempts (`possibly_billed`: it answered, or it went silent
-after the request was sent). The rules finance relies on (docs/finance.md says the same):
+after the request was sent), channel tests' included. The rules finance relies on
+(docs/finance.md says the same):
 
 - The days compared are the ones the file covers, first date to last date inclusive, in UTC.
 - `ours` counts the images the upstream returned. An ambiguous attempt (timed out or cut off
@@ -220,15 +221,18 @@ async def our_usage(session: AsyncSession, channel_id: str, first_day: date, las
     day = _utc_date(session.get_bind().dialect.name)
     ambiguous = UpstreamAttempt.outcome == "ambiguous"
     # Only an ambiguous attempt looks up the images its request asked for: CASE evaluates the
-    # subquery for those rows alone, so the month's other attempts cost no extra lookups.
-    asked = select(UsageRecord.images_requested).where(UsageRecord.id == UpstreamAttempt.request_id)
+    # subquery for those rows alone, so the month's other attempts cost no extra lookups. A
+    # channel test's attempt has no request; it asked for one image.
+    asked = func.coalesce(
+        select(UsageRecord.images_requested).where(UsageRecord.id == UpstreamAttempt.request_id).scalar_subquery(), 1
+    )
     query = (
         select(
             day,
             UpstreamAttempt.upstream_model,
             type_coerce(func.sum(UpstreamAttempt.images), Integer()),
             type_coerce(func.sum(case((ambiguous, 1), else_=0)), Integer()),
-            type_coerce(func.sum(case((ambiguous, asked.scalar_subquery()), else_=0)), Integer()),
+            type_coerce(func.sum(case((ambiguous, asked), else_=0)), Integer()),
             type_coerce(func.sum(UpstreamAttempt.upstream_cost), Fixed4()),
             func.count(UpstreamAttempt.upstream_cost),
             func.count(),

@@ -3,7 +3,8 @@ with any of the scheme's libraries.
 
 The signed content is "{webhook-id}.{webhook-timestamp}.{body}"; the key is the base64 part of the
 account's `whsec_…` secret. The id stays the same across retries so receivers can de-duplicate;
-the timestamp is fresh on each attempt so a captured request cannot be replayed for long.
+the timestamp is fresh on each attempt so a captured request cannot be replayed for long. While an
+account's secret is being rotated, callbacks carry a signature by each of its two secrets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the scheme's public prefix, not a secret
 
@@ -39,9 +41,19 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 def webhook_headers(secret: str, message_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
     """The three Standard Webhooks headers for one delivery attempt of `body`."""
+    return webhook_headers_signed_by([secret], message_id, body, now)
+
+
+def webhook_headers_signed_by(
+    secrets: Sequence[str], message_id: str, body: bytes, now: float | None = None
+) -> dict[str, str]:
+    """The headers with one signature per secret, space-separated (`v1,<a> v1,<b>`), as the scheme
+    allows while a secret is being rotated: a receiver that knows either one verifies the message."""
+    if not secrets:
+        raise ValueError("at least one webhook secret is needed to sign")
     timestamp = int(time.time() if now is None else now)
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(sign(secret, message_id, timestamp, body) for secret in secrets),
     }

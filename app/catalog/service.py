@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.catalog.auto_disable import clear_on_enable
 from app.catalog.models import CatalogModel, Channel
 from app.catalog.secrets import SEALED_PREFIX, SECRET_AUTH_FIELDS, SecretCipher
 from app.db import new_id, utcnow
-from app.errors import Conflict, InvalidValue, NotFound
+from app.errors import Conflict, InvalidRequest, InvalidValue, NotFound
 
 
 async def list_models(session: AsyncSession) -> Sequence[CatalogModel]:
@@ -27,11 +28,35 @@ async def get_model(session: AsyncSession, model_id: str) -> CatalogModel:
     return row
 
 
-async def put_model(session: AsyncSession, model_id: str, fields: dict[str, Any]) -> tuple[CatalogModel, bool]:
-    """Create or replace a model. Returns it and whether it was created."""
+async def find_model(session: AsyncSession, ref: str) -> CatalogModel:
+    """By id, else by alias (aliases name a model everywhere an id does)."""
+    row = await session.get(CatalogModel, ref)
+    if row is None:
+        row = next((m for m in await list_models(session) if ref in (m.aliases or ())), None)
+    if row is None:
+        raise NotFound(f"No model with id or alias {ref!r}.")
+    return row
+
+
+async def put_model(
+    session: AsyncSession, model_id: str, fields: dict[str, Any], *, missing: Sequence[str] = ()
+) -> tuple[CatalogModel, bool]:
+    """Create or replace a model. Returns it and whether it was created.
+
+    `missing` names the fields the body left out: a new model takes their defaults, but an
+    existing one is not replaced by a partial body (that once wiped a model's aliases and sizes
+    while only its price was meant to change), so it is a 400 naming them.
+    """
     await _check_aliases(session, model_id, fields.get("aliases", []))
     row = await session.get(CatalogModel, model_id)
     created = row is None
+    if row is not None and missing:
+        raise InvalidRequest(
+            f"PUT replaces the whole model {model_id!r}; missing fields: {', '.join(missing)}. "
+            f"Send every field (as GET /admin/models returns it), or PATCH /admin/models/{model_id} "
+            "to change only some.",
+            param=missing[0],
+        )
     if row is None:
         row = CatalogModel(id=model_id)
         session.add(row)
@@ -40,6 +65,28 @@ async def put_model(session: AsyncSession, model_id: str, fields: dict[str, Any]
     row.updated_at = utcnow()
     await session.flush()
     return row, created
+
+
+async def patch_model(session: AsyncSession, ref: str, fields: dict[str, Any]) -> CatalogModel:
+    """Change only the given fields of the model `ref` (its id or an alias). A field set to the
+    value it has already is no change: nothing is written, `updated_at` stays."""
+    if not fields:
+        raise InvalidRequest("Nothing to change: send at least one field of the model.")
+    row = await find_model(session, ref)
+    changed = model_differences(row, fields)
+    if "aliases" in changed:
+        await _check_aliases(session, row.id, changed["aliases"])
+    if changed:
+        for name, value in changed.items():
+            setattr(row, name, value)
+        row.updated_at = utcnow()
+        await session.flush()
+    return row
+
+
+def model_differences(row: CatalogModel, fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields whose value differs from the row's (amounts compared as numbers: 8 == 8.0000)."""
+    return {name: value for name, value in fields.items() if getattr(row, name) != value}
 
 
 async def _check_aliases(session: AsyncSession, model_id: str, aliases: list[str]) -> None:
@@ -76,6 +123,7 @@ async def update_channel(
     row = await get_channel(session, channel_id)
     # Every write stores secrets sealed, so a plaintext row from before the key goes on its next change.
     fields = {**fields, "auth": cipher.seal_auth(merge_auth(row.auth or {}, _written_auth(fields)))}
+    clear_on_enable(row, fields)
     for name, value in fields.items():
         setattr(row, name, value)
     row.updated_at = utcnow()

@@ -66,6 +66,7 @@ def channel_spec(row: Channel, cipher: SecretCipher) -> ChannelSpec:
         retry_ambiguous=row.retry_ambiguous,
         unusable=unusable,
         costs=_costs(row),
+        credential_failures=row.credential_failures,
     )
 
 

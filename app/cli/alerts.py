@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from app.cli.running import in_transaction, print_json
+from app.cli.output import Output
+from app.cli.running import reading
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,10 +16,10 @@ if TYPE_CHECKING:
 
 def add_commands(commands: Subcommands) -> None:
     alerts = commands.add_parser("alerts", help="alerts sent to GATEWAY_ALERT_URL").add_subparsers(title="alerts")
-    p = alerts.add_parser("list", help="recent alerts, newest first, with their delivery state (JSON)")
+    p = alerts.add_parser("list", help="recent alerts, newest first, with their delivery state")
     p.add_argument("--status", choices=["pending", "delivered", "failed"])
     p.add_argument("--limit", type=_limit, default=50, help="1 to 500 (default 50)")
-    p.set_defaults(run=in_transaction(cmd_alerts_list))
+    p.set_defaults(run=reading(cmd_alerts_list))
 
 
 def _limit(text: str) -> int:
@@ -28,11 +29,12 @@ def _limit(text: str) -> int:
     return value
 
 
-async def cmd_alerts_list(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_alerts_list(session: AsyncSession, args: argparse.Namespace) -> Output:
     from app.admin.alerts import AlertOut, AlertPage
     from app.alerts.recent import recent_alerts
 
     alerts = await recent_alerts(session, args.status, args.limit)
     # The same document GET /admin/alerts answers.
-    print_json(AlertPage(data=[AlertOut.of(alert) for alert in alerts]))
-    return 0
+    page = AlertPage(data=[AlertOut.of(alert) for alert in alerts]).model_dump(mode="json")
+    columns = ("created_at", "type", "status", "attempts", "data", "last_error")
+    return Output(page, columns=columns, rows=page["data"], empty="(no alerts)")

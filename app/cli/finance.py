@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from app.cli.running import in_transaction, print_json, utc_datetime, with_database
+from app.cli.output import Output, emit
+from app.cli.running import reading, utc_datetime, with_database
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,19 +29,19 @@ def add_commands(commands: Subcommands) -> None:
         default="",
         help="comma-separated: account,key,model,channel,day,upstream_model,provider,status,month,user",
     )
-    p.add_argument("--account")
-    p.add_argument("--format", choices=("json", "csv"), default="json", help="json (default) or csv")
-    p.set_defaults(run=in_transaction(cmd_usage_report))
+    p.add_argument("--account", help="only this account (id or name)")
+    p.add_argument("--format", choices=("json", "csv"), help="json or csv (default: a table on a terminal, else JSON)")
+    p.set_defaults(run=reading(cmd_usage_report))
     p = usage.add_parser("export", help="one CSV row per request")
     _period_options(p)
-    p.add_argument("--account")
+    p.add_argument("--account", help="only this account (id or name)")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
-    p.set_defaults(run=with_database(cmd_usage_export))
+    p.set_defaults(run=with_database(cmd_usage_export, changes=False))
     _add_reconcile_and_attempts(usage)
 
     ledger = commands.add_parser("ledger", help="money invariants").add_subparsers(title="ledger")
     check = ledger.add_parser("check", help="exit 1 and list problems when an invariant is broken")
-    check.set_defaults(run=in_transaction(cmd_ledger_check))
+    check.set_defaults(run=reading(cmd_ledger_check))
     _add_ledger_export(ledger)
 
 
@@ -63,9 +62,10 @@ def _month(text: str) -> str:
     return text
 
 
-async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> Output:
     from app.admin.usage_schemas import usage_csv, usage_report_out
     from app.billing.usage_report import month_range, parse_group_by, usage_report
+    from app.cli import lookup
 
     groups = parse_group_by(args.group_by)
     start, end = args.start, args.end
@@ -78,38 +78,42 @@ async def cmd_usage_report(session: AsyncSession, args: argparse.Namespace) -> i
         start=start,
         end=end,
         group_by=groups,
-        account_id=args.account,
+        account_id=(await lookup.account(session, args.account)).id if args.account else None,
         credit_value=Settings().credit_value,
     )
     # The same document GET /admin/usage answers, grouped fields only.
     out = await usage_report_out(session, report)
+    document = out.model_dump(mode="json", exclude_unset=True)
     if args.format == "csv":
-        sys.stdout.write(usage_csv(out, groups))
-    else:
-        print_json(out.model_dump(mode="json", exclude_unset=True))
-    return 0
+        return Output(document, raw=usage_csv(out, groups))
+    # On a terminal: the rows, then the totals under the first grouped column.
+    first = next(iter(document["rows"][0]), None) if document["rows"] else None
+    totals = {first: "TOTAL", **document["totals"]} if first else document["totals"]
+    return Output(document, rows=[*document["rows"], totals], force_json=args.format == "json")
 
 
 async def cmd_usage_export(db: Database, args: argparse.Namespace) -> int:
     from app.billing.usage_export import export_csv
+    from app.cli import lookup
 
-    # Pages are read in short transactions of their own: no unit of work is held open meanwhile.
-    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
-    try:
-        async for chunk in export_csv(db, args.start, args.end, args.account):
-            out.write(chunk)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    account_id = None
+    if args.account is not None:
+        async with db.sessions() as session:
+            account_id = (await lookup.account(session, args.account)).id
+    await _write_csv(export_csv(db, args.start, args.end, account_id), args.output)
     return 0
 
 
-async def cmd_ledger_check(session: AsyncSession, args: argparse.Namespace) -> int:
+async def cmd_ledger_check(session: AsyncSession, args: argparse.Namespace) -> Output:
     from app.billing.ledger_check import check_ledger
 
     problems = await check_ledger(session, Settings().hold_timeout_s)
-    print(orjson.dumps({"ok": not problems, "problems": problems}, option=orjson.OPT_INDENT_2).decode())
-    return 1 if problems else 0
+    verdict = "the ledger is consistent" if not problems else f"{len(problems)} problem(s):"
+    return Output(
+        {"ok": not problems, "problems": problems},
+        table=lambda: "\n".join([verdict, *(f"- {problem}" for problem in problems)]),
+        status=1 if problems else 0,
+    )
 
 
 def _add_reconcile_and_attempts(usage: Subcommands) -> None:
@@ -120,12 +124,11 @@ def _add_reconcile_and_attempts(usage: Subcommands) -> None:
     )
     p.add_argument("--channel", required=True, help="the channel's name or id")
     p.add_argument("file", help="the provider's usage as CSV ('-' reads stdin)")
-    p.add_argument("--json", action="store_true", help="print JSON (the default when stdout is not a terminal)")
-    p.set_defaults(run=with_database(cmd_usage_reconcile))
+    p.set_defaults(run=with_database(cmd_usage_reconcile, changes=False))
     p = usage.add_parser("attempts", help="one CSV row per upstream call, with possibly_billed")
     _period_options(p)
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
-    p.set_defaults(run=with_database(cmd_usage_attempts))
+    p.set_defaults(run=with_database(cmd_usage_attempts, changes=False))
 
 
 def _add_ledger_export(ledger: Subcommands) -> None:
@@ -133,7 +136,7 @@ def _add_ledger_export(ledger: Subcommands) -> None:
     _period_options(p)
     p.add_argument("--account", help="an account id or name")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
-    p.set_defaults(run=with_database(cmd_ledger_export))
+    p.set_defaults(run=with_database(cmd_ledger_export, changes=False))
 
 
 async def cmd_usage_reconcile(db: Database, args: argparse.Namespace) -> int:
@@ -149,11 +152,9 @@ async def cmd_usage_reconcile(db: Database, args: argparse.Namespace) -> int:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     document = result.model_dump(mode="json")
-    if args.json or not sys.stdout.isatty():
-        print_json(document)
-    else:
-        print(_reconciliation_table(document))
-    return 0 if result.ok else 1
+    output = Output(document, table=lambda: _reconciliation_table(document), status=0 if result.ok else 1)
+    emit(output, as_json=args.json)
+    return output.status
 
 
 def _reconciliation_table(document: dict[str, Any]) -> str:

@@ -1,291 +1,122 @@
-"""What an operator manages: accounts and their credits, gateway keys, upstream channels.
-Each command prints what the matching admin API route answers.
-
-A command that changes something prints only once its change is committed: a reader that goes
-away early (`| head -1`) must not roll the change back.
-"""
+"""`operators` and `audit`: the people with admin tokens and their roles, and the log of every
+change made through the admin API or the command line."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from app.cli.running import in_transaction, print_json, with_database
-from app.cli.secrets import configured_cipher
+from app.cli.output import Output
+from app.cli.running import changing, reading, utc_datetime
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.cli.running import Run, Subcommands
-    from app.db import Database
+    from app.cli.running import Subcommands
 
-    Change = Callable[[AsyncSession, argparse.Namespace], Awaitable[BaseModel]]
-
-
-def committed(command: Change) -> Run:
-    """Run a change in one unit of work and print its result after the commit."""
-
-    async def run(db: Database, args: argparse.Namespace) -> int:
-        async with db.transaction() as session:
-            result = await command(session, args)
-        print_json(result)
-        return 0
-
-    return with_database(run)
+ENTITIES = ("account", "key", "model", "channel", "operator")
+CHANGES_WIDTH = 120
 
 
 def add_commands(commands: Subcommands) -> None:
-    accounts = commands.add_parser("accounts", help="manage accounts").add_subparsers(title="accounts")
-    p = accounts.add_parser("create", help="create an account")
-    p.add_argument("name")
-    p.add_argument("--credits", default="0")
-    p.set_defaults(run=committed(cmd_accounts_create))
-    accounts.add_parser("list").set_defaults(run=in_transaction(cmd_accounts_list))
-    p = accounts.add_parser("grant", help="add (or with a negative amount, take back) credits")
-    p.add_argument("id", help="the account's id or name")
-    p.add_argument("amount")
-    p.add_argument("--note", default="")
-    p.add_argument("--actor", default="cli")
-    p.set_defaults(run=committed(cmd_accounts_grant))
-    p = accounts.add_parser("update", help="change an account's name, budget or low-balance threshold")
-    p.add_argument("account", help="the account's id or name")
-    p.add_argument("--name", help="a new name (unique among accounts)")
-    _budget_options(p)
-    threshold = p.add_mutually_exclusive_group()
-    threshold.add_argument(
-        "--alert-below", metavar="CREDITS", help="send account.low_balance when available credits fall below this"
+    operators = commands.add_parser("operators", help="named admin tokens and their roles").add_subparsers(
+        title="operators"
     )
-    threshold.add_argument("--no-alert-below", action="store_true", help="no low-balance alert")
-    p.set_defaults(run=committed(cmd_accounts_update))
-
-    keys = commands.add_parser("keys", help="manage gateway keys").add_subparsers(title="keys")
-    p = keys.add_parser("create", help="create a key (printed once)")
-    p.add_argument("--account", required=True, help="the account's id or name")
-    p.add_argument("--name", default="")
-    p.add_argument("--models", help="comma-separated model ids this key may use (default: all)")
-    p.set_defaults(run=committed(cmd_keys_create))
-    p = keys.add_parser("list")
-    p.add_argument("--account")
-    p.set_defaults(run=in_transaction(cmd_keys_list))
-    p = keys.add_parser("revoke")
-    p.add_argument("id")
-    p.set_defaults(run=committed(cmd_keys_revoke))
-    p = keys.add_parser("update", help="change a key's name, models, limits, expiry or budget")
-    p.add_argument("key", help="the key's id (or its name, if no other key has it)")
-    p.add_argument("--name")
-    models = p.add_mutually_exclusive_group()
-    models.add_argument("--models", help="comma-separated model ids this key may use")
-    models.add_argument("--all-models", action="store_true", help="allow every model")
-    for option, meta in (("rpm", "N"), ("max-concurrency", "N"), ("credit-cap", "CREDITS"), ("expires-at", "ISO")):
-        p.add_argument(f"--{option}", metavar=meta, help="'none' removes it")
-    _budget_options(p)
-    p.set_defaults(run=committed(cmd_keys_update))
-
-    channels = commands.add_parser("channels", help="manage upstream channels").add_subparsers(title="channels")
-    channels.add_parser("list").set_defaults(run=in_transaction(cmd_channels_list))
-    p = channels.add_parser("add", help="add a channel")
-    _channel_options(p, required=True)
-    p.set_defaults(run=committed(cmd_channels_add))
-    p = channels.add_parser("update", help="change a channel")
-    p.add_argument("id")
-    _channel_options(p, required=False)
-    p.set_defaults(run=committed(cmd_channels_update))
-    p = channels.add_parser("disable", help="stop routing to a channel")
-    p.add_argument("id")
-    p.set_defaults(run=committed(cmd_channels_disable))
-
-
-def _channel_options(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument("--name", required=required)
-    p.add_argument("--provider", required=required)
-    p.add_argument("--base-url")
-    p.add_argument("--api-key", help="secret; prefer --api-key-env")
-    p.add_argument("--api-key-env", help="environment variable that holds the upstream key")
-    p.add_argument("--service-account-file")
-    p.add_argument("--auth-style", choices=["x-goog-api-key", "bearer", "query"])
-    p.add_argument("--models", help='JSON object, e.g. \'{"imagen4": "gemini-3.1-flash-image"}\'')
-    p.add_argument("--priority", type=int)
-    p.add_argument("--weight", type=int)
-    p.add_argument("--multiplier")
-    p.add_argument("--timeout", type=float, dest="timeout_s")
-    p.add_argument("--max-concurrency", type=int)
-    p.add_argument("--enabled", choices=["true", "false"])
-
-
-def _budget_options(p: argparse.ArgumentParser) -> None:
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument(
-        "--budget", metavar="CREDITS/PERIOD", help="most credits per UTC day, week or month, e.g. 5000/month"
+    p = operators.add_parser("create", help="create an operator (its token is printed this once)")
+    p.add_argument("name", help='unique; the audit log\'s actor (not "root")')
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=["viewer", "finance", "admin"],
+        help="viewer reads all but secrets; finance also grants credits, sets budgets, exports; admin does all",
     )
-    budget.add_argument("--no-budget", action="store_true", help="remove the budget")
+    p.set_defaults(run=changing(operators_create))
+    p = operators.add_parser("list", help="operators (never their tokens)")
+    p.add_argument("--include-revoked", action="store_true")
+    p.set_defaults(run=reading(operators_list))
+    p = operators.add_parser("revoke", help="revoke an operator's token (the audit log keeps the name)")
+    p.add_argument("operator", help="the operator's id or name")
+    p.set_defaults(run=changing(operators_revoke))
+
+    audit = commands.add_parser("audit", help="who changed what").add_subparsers(title="audit")
+    p = audit.add_parser("list", help="changes, newest first, each field before and after (secrets as ***)")
+    p.add_argument("--start", type=utc_datetime, help="ISO 8601, inclusive; naive means UTC")
+    p.add_argument("--end", type=utc_datetime, help="ISO 8601, exclusive; naive means UTC")
+    p.add_argument("--actor", help='an operator\'s name, "root", or "cli:USER"')
+    p.add_argument("--entity", choices=ENTITIES)
+    p.add_argument("--entity-id", help="the changed object's id")
+    p.add_argument("--limit", type=_limit, default=100, help="1 to 1000 (default 100)")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
+    p.set_defaults(run=reading(audit_list))
 
 
-def _budget_field(args: argparse.Namespace, fields: dict[str, Any]) -> None:
-    """--budget 500/day as the admin API's `budget` object (validated by its schema)."""
-    if args.no_budget:
-        fields["budget"] = None
-    elif args.budget is not None:
-        credits, slash, period = args.budget.partition("/")
-        if not slash:
-            raise ValueError(f"--budget must be CREDITS/PERIOD, e.g. 5000/month (got {args.budget!r})")
-        fields["budget"] = {"credits": credits.strip(), "period": period.strip()}
+def _limit(text: str) -> int:
+    from app.cli.options import whole_number
+
+    value = whole_number(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1000 (got {value})")
+    return value
 
 
-def _or_none(value: str | None) -> str | None:
-    return None if value is not None and value.strip().lower() == "none" else value
+async def operators_create(session: AsyncSession, args: argparse.Namespace) -> Output:
+    from app.admin.operators import OperatorCreate, OperatorCreated
+    from app.operators import service
 
-
-_CHANNEL_FIELDS = ("name", "provider", "base_url", "priority", "weight", "multiplier", "timeout_s", "max_concurrency")
-
-
-def _channel_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The options given, as the admin API's channel body (validated by its schemas)."""
-    fields: dict[str, Any] = {name: getattr(args, name) for name in _CHANNEL_FIELDS if getattr(args, name) is not None}
-    if args.models is not None:
-        fields["models"] = json.loads(args.models)
-    if args.enabled is not None:
-        fields["enabled"] = args.enabled == "true"
-    auth = {
-        "api_key": args.api_key,
-        "api_key_env": args.api_key_env,
-        "service_account_file": args.service_account_file,
-        "style": args.auth_style,
-    }
-    auth = {k: v for k, v in auth.items() if v is not None}
-    if auth:
-        fields["auth"] = auth
-    return fields
-
-
-async def cmd_accounts_create(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.accounts import AccountOut
-    from app.billing import accounts
-    from app.billing.amounts import parse_amount
-
-    credits = parse_amount(args.credits, field="credits")
-    if credits < 0:
-        raise ValueError("credits must not be negative")
-    return await AccountOut.of(session, await accounts.create_account(session, args.name, credits, actor="cli"))
-
-
-async def cmd_accounts_list(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.admin.accounts import AccountOut
-    from app.billing import accounts
-
-    print_json(
-        [(await AccountOut.of(session, a)).model_dump(mode="json") for a in await accounts.list_accounts(session)]
+    body = OperatorCreate.model_validate({"name": args.name, "role": args.role})
+    operator, token = await service.create_operator(session, body.name, body.role)
+    created = OperatorCreated(
+        id=operator.id, name=operator.name, role=operator.role, token=token, created_at=operator.created_at
     )
-    return 0
+    return Output(created, once=("token",))
 
 
-async def cmd_accounts_grant(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.accounts import AccountOut
-    from app.billing import accounts
-    from app.billing.amounts import parse_amount
+async def operators_list(session: AsyncSession, args: argparse.Namespace) -> Output:
+    from app.admin.operators import OperatorOut
+    from app.operators import service
 
-    amount = parse_amount(args.amount, field="amount")
-    account_id = (await accounts.find_account(session, args.id)).id
-    account = await accounts.adjust_credits(session, account_id, amount, note=args.note, actor=args.actor)
-    return await AccountOut.of(session, account)
+    operators = await service.list_operators(session, include_revoked=args.include_revoked)
+    documents = [OperatorOut.of(operator).model_dump(mode="json") for operator in operators]
+    return Output(documents, columns=("id", "name", "role", "created_at", "revoked_at"), empty="(no operators)")
 
 
-async def cmd_accounts_update(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.accounts import AccountOut, AccountPatch
-    from app.billing import accounts
+async def operators_revoke(session: AsyncSession, args: argparse.Namespace) -> Output:
+    from app.admin.operators import OperatorOut
+    from app.operators import service
 
-    fields: dict[str, Any] = {}
-    if args.name is not None:
-        fields["name"] = args.name
-    _budget_field(args, fields)
-    if args.no_alert_below:
-        fields["alert_below"] = None
-    elif args.alert_below is not None:
-        fields["alert_below"] = args.alert_below
-    changes = AccountPatch.model_validate(fields).changes()
-    account = await accounts.find_account(session, args.account)
-    return await AccountOut.of(session, await accounts.update_account(session, account.id, changes))
+    return Output(OperatorOut.of(await service.revoke_operator(session, args.operator)))
 
 
-async def cmd_keys_create(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.keys import KeyCreated, KeyOut
-    from app.billing.accounts import find_account
-    from app.keys import service as keys
+async def audit_list(session: AsyncSession, args: argparse.Namespace) -> Output:
+    from app.admin.audit import AuditEntryOut, AuditPage
+    from app.billing.usage_report import check_range
+    from app.operators.audit import audit_entries
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    account = await find_account(session, args.account)
-    key, secret = await keys.create_key(session, account_id=account.id, name=args.name, models=models)
-    return KeyCreated(**(await KeyOut.of(session, key)).model_dump(), key=secret)
-
-
-async def cmd_keys_list(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.admin.keys import KeyOut
-    from app.keys import service as keys
-
-    print_json(
-        [(await KeyOut.of(session, k)).model_dump(mode="json") for k in await keys.list_keys(session, args.account)]
+    if args.cursor is not None and not (args.cursor.isascii() and args.cursor.isdigit()):
+        raise ValueError("--cursor must be the next_cursor of a previous page")
+    start, end = check_range(args.start, args.end)
+    entries = await audit_entries(
+        session,
+        start=start,
+        end=end,
+        actor=args.actor,
+        entity=args.entity,
+        entity_id=args.entity_id,
+        limit=args.limit,
+        before_id=int(args.cursor) if args.cursor is not None else None,
     )
-    return 0
+    page = AuditPage(
+        data=[AuditEntryOut.of(entry) for entry in entries],
+        next_cursor=str(entries[-1].id) if len(entries) == args.limit else None,
+    ).model_dump(mode="json")
+    rows = [{**entry, "changes": _changes_cell(entry["changes"])} for entry in page["data"]]
+    columns = ("at", "actor", "action", "entity", "entity_id", "changes")
+    return Output(page, columns=columns, rows=rows, empty="(no changes)")
 
 
-async def cmd_keys_revoke(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.keys import KeyOut
-    from app.keys import service as keys
+def _changes_cell(changes: dict[str, Any]) -> str:
+    """`priority: 10 → 20; enabled: true → false`."""
+    from app.cli.output import cell
 
-    return await KeyOut.of(session, await keys.revoke_key(session, args.id))
-
-
-async def cmd_keys_update(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.keys import KeyOut, KeyPatch
-    from app.keys import service as keys
-
-    fields: dict[str, Any] = {}
-    if args.name is not None:
-        fields["name"] = args.name
-    if args.all_models:
-        fields["models"] = None
-    elif args.models is not None:
-        fields["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-    for name in ("rpm", "max_concurrency", "credit_cap", "expires_at"):
-        value = getattr(args, name)
-        if value is not None:
-            fields[name] = _or_none(value)
-    _budget_field(args, fields)
-    changes = KeyPatch.model_validate(fields).changes()
-    key = await keys.find_key(session, args.key)
-    return await KeyOut.of(session, await keys.update_key(session, key.id, changes))
-
-
-async def cmd_channels_list(session: AsyncSession, args: argparse.Namespace) -> int:
-    from app.admin.catalog_schemas import ChannelOut
-    from app.catalog import service as catalog
-
-    print_json([ChannelOut.of(c).model_dump(mode="json") for c in await catalog.list_channels(session)])
-    return 0
-
-
-async def cmd_channels_add(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.catalog_schemas import ChannelCreate, ChannelOut
-    from app.catalog import service as catalog
-
-    fields = ChannelCreate.model_validate(_channel_fields(args)).changes()
-    fields.setdefault("auth", {})
-    return ChannelOut.of(await catalog.create_channel(session, configured_cipher(), fields))
-
-
-async def cmd_channels_update(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.catalog_schemas import ChannelFields, ChannelOut
-    from app.catalog import service as catalog
-
-    fields = ChannelFields.model_validate(_channel_fields(args)).changes()
-    return ChannelOut.of(await catalog.update_channel(session, configured_cipher(), args.id, fields))
-
-
-async def cmd_channels_disable(session: AsyncSession, args: argparse.Namespace) -> BaseModel:
-    from app.admin.catalog_schemas import ChannelOut
-    from app.catalog import service as catalog
-
-    channel = await catalog.update_channel(session, configured_cipher(), args.id, {"enabled": False})
-    return ChannelOut.of(channel)
+    text = "; ".join(f"{name}: {cell(before)} → {cell(after)}" for name, (before, after) in changes.items())
+    return text if len(text) <= CHANGES_WIDTH else text[: CHANGES_WIDTH - 1] + "…"  # --json has it all

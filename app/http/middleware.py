@@ -13,6 +13,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import new_id
+from app.http.rate_limit_headers import rate_limit_headers
+from app.keys.auth import RPM_CALLER_FACT
 from app.observability.logs import request_facts_var, request_id_var
 
 access_log = logging.getLogger("app.access")
@@ -66,6 +68,8 @@ class RequestIdMiddleware:
                 headers["x-request-id"] = request_id
                 if client_id is not None:
                     headers["x-client-request-id"] = client_id
+                if RPM_CALLER_FACT in facts:  # a key with an rpm: x-ratelimit-* on its every answer
+                    headers.update(await rate_limit_headers(scope, facts))
             await send(message)
 
         try:

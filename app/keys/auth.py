@@ -22,6 +22,9 @@ from app.keys.models import ApiKey
 from app.keys.secrets import key_hash
 from app.observability.logs import note
 
+# The request's fact naming a caller whose key has an `rpm`.
+RPM_CALLER_FACT = "rpm_caller"
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
@@ -121,4 +124,7 @@ async def authenticate(cache: KeyCache, request: Request, *, google: bool = Fals
     if caller.expires_at is not None and caller.expires_at <= utcnow():
         raise InvalidApiKey("This API key has expired.")
     note(account_id=caller.account_id, account_name=caller.account_name, key_prefix=caller.prefix)
+    if caller.rpm is not None:
+        # Its answer carries x-ratelimit-* headers, whichever route it reached (app/http/rate_limit_headers.py).
+        note(**{RPM_CALLER_FACT: caller})
     return caller

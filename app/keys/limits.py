@@ -10,6 +10,10 @@ With Redis, a limited key's request is refused with 503 `rate_limiter_unavailabl
 cannot be asked (down, too slow, or the process's pool still busy after its wait): the limit
 cannot be checked, and not counting silently would lift it. Nothing has been held by then.
 
+Where a key with an `rpm` stands (`RpmWindow`: its limit, what is left, when the next request
+comes free) is noted on the request for its `x-ratelimit-*` headers (app/http/rate_limit_headers.py):
+by `admit` when it takes a request or refuses one, else read by `rpm_window` without taking any.
+
 `check_credit_cap` runs inside the hold transaction: what the key has been charged plus what it
 holds plus this hold must stay within the key's `credit_cap`.
 """
@@ -21,6 +25,7 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
@@ -37,6 +42,7 @@ from app.db import Fixed4
 from app.errors import MAX_RETRY_AFTER_S, InsufficientCredits, RateLimited, RateLimiterUnavailable
 from app.keys.auth import Caller
 from app.keys.models import ApiKey
+from app.observability.logs import note
 from app.redis_client import REDIS_FAILURES, open_redis
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,19 @@ LEASE_TTL_S = 15 * 60
 CONCURRENCY_RETRY_AFTER_S = 1
 # Redis outages are usually a restart or a failover: seconds, not minutes.
 REDIS_RETRY_AFTER_S = 5
+# The request's fact (app.observability.logs.note) that carries its key's RpmWindow to the
+# middleware that renders the x-ratelimit-* headers.
+RPM_WINDOW_FACT = "rpm_window"
+
+
+@dataclass(frozen=True, slots=True)
+class RpmWindow:
+    """A key's minute: `limit` requests (its rpm), `remaining` of them free now, and `reset_s`
+    until the oldest request in the window leaves it and frees one more (0 with none in it)."""
+
+    limit: int
+    remaining: int
+    reset_s: float
 
 
 class KeyLease:
@@ -222,13 +241,37 @@ class KeyLimiter:
     async def _take_one_of_rpm(self, key_id: str, rpm: int) -> None:
         item = RateLimitItemPerMinute(rpm)
         if await self._window.hit(item, key_id):
+            try:
+                note(**{RPM_WINDOW_FACT: await self._stats(key_id, rpm)})
+            except REDIS_FAILURES as exc:
+                # The request was counted; only its headers are lost, not worth refusing it for.
+                log.warning("key limits: could not read key %s's window (%s)", key_id, type(exc).__name__)
             return
-        stats = await self._window.get_window_stats(item, key_id)
-        wait = min(MAX_RETRY_AFTER_S, max(1, math.ceil(stats.reset_time - time.time())))
+        window = await self._stats(key_id, rpm)
+        note(**{RPM_WINDOW_FACT: window})
+        wait = min(MAX_RETRY_AFTER_S, max(1, math.ceil(window.reset_s)))
         raise RateLimited(
             f"This key allows {rpm} request(s) per minute (its rpm) and has used them. Retry in {wait} s.",
             headers={"Retry-After": str(wait)},
         )
+
+    async def rpm_window(self, caller: Caller) -> RpmWindow | None:
+        """Where a key with an `rpm` stands, without taking a request of it: None for a key without
+        one, or when Redis cannot be asked (the answer then goes without its headers)."""
+        if caller.rpm is None:
+            return None
+        try:
+            return await self._stats(caller.key_id, caller.rpm)
+        except REDIS_FAILURES as exc:
+            log.warning("key limits: could not read key %s's window (%s)", caller.key_id, type(exc).__name__)
+            return None
+
+    async def _stats(self, key_id: str, rpm: int) -> RpmWindow:
+        stats = await self._window.get_window_stats(RateLimitItemPerMinute(rpm), key_id)
+        remaining = max(0, stats.remaining)
+        # An empty window's "reset" would be a minute from now; nothing is waiting to come free.
+        reset_s = 0.0 if remaining >= rpm else max(0.0, stats.reset_time - time.time())
+        return RpmWindow(limit=rpm, remaining=remaining, reset_s=reset_s)
 
     async def aclose(self) -> None:
         if self._owned is not None:

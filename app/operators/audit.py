@@ -3,13 +3,14 @@
 Changes made through the ORM are recorded without the services' help: `watch` hooks the admin
 unit of work's session, and before each flush turns the new, changed and deleted rows of the
 watched entity types into audit entries, which are then flushed (and later committed or rolled
-back) together with the change. Changes made with bulk SQL (credit grants) are recorded by
-calling `record` explicitly. Secret fields are written as "***", before and after.
+back) together with the change. A change made with bulk SQL is seen through the append-only row
+that records it, when there is one (a credit grant's ledger entry: `Watched.as_change`), or else
+recorded by calling `record`. Secret fields are written as "***", before and after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ColumnProperty, Session
+from sqlalchemy.sql.schema import ColumnDefault
 
 from app.db import utcnow
 from app.operators.models import AuditEntry
@@ -28,23 +30,61 @@ IGNORED = frozenset({"created_at", "updated_at", "low_balance_alerted", "credent
 _ACTOR = "audit_actor"
 
 
+# (action, entity id, {field: [before, after]}) of a change an inserted row records, or None.
+Described = tuple[str, str, dict[str, list[Any]]]
+
+
 @dataclass(frozen=True)
 class Watched:
-    """An entity type to audit: its name in the log and the fields whose values are secret."""
+    """An entity type to audit: its name in the log and the fields whose values are secret.
+
+    With `as_change`, the type is an append-only record of changes to `entity` made with bulk SQL
+    (a ledger entry records a grant): each new row is logged as the change it describes, and the
+    row itself is not."""
 
     entity: str
     secrets: frozenset[str] = frozenset()
+    as_change: Callable[[Any], Described | None] | None = None
 
 
 def watch(session: AsyncSession, actor: str, entities: Mapping[type[Any], Watched]) -> None:
-    """Audit every ORM change to `entities` made through `session`, as `actor`."""
+    """Audit every ORM change to `entities` made through `session`, as `actor`.
+
+    A service may flush one object several times in one unit of work (a PATCH of an account's
+    name and its alert threshold flushes twice): the log gets one entry per object and unit of
+    work, with each field's first "before" and last "after".
+    """
     session.info[_ACTOR] = actor
+    logged: dict[tuple[str, str], AuditEntry] = {}
 
     def before_flush(sync_session: Session, _context: object, _instances: object) -> None:
         for entry in _entries(sync_session, actor, entities):
+            earlier = logged.get((entry.entity, entry.entity_id))
+            # (`in sync_session`: an entry of a rolled-back savepoint is gone; start a new one.)
+            if (
+                earlier is not None
+                and earlier in sync_session
+                and entry.action == "update"
+                and earlier.action in ("create", "update")
+            ):
+                earlier.changes = _merged(earlier.changes, entry.changes)  # a new dict: the JSON column sees it
+                continue
+            if entry.action in ("create", "update"):
+                logged[(entry.entity, entry.entity_id)] = entry
             sync_session.add(entry)
 
     event.listen(session.sync_session, "before_flush", before_flush)
+
+
+def _merged(earlier: Mapping[str, list[Any]], later: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
+    merged = dict(earlier)
+    for name, (before, after) in later.items():
+        first = merged[name][0] if name in merged else before
+        if first == after:
+            merged.pop(name, None)  # changed and changed back: no change
+        else:
+            merged[name] = [first, after]
+    return merged
 
 
 def actor_of(session: AsyncSession) -> str:
@@ -103,6 +143,21 @@ def _entries(session: Session, actor: str, entities: Mapping[type[Any], Watched]
             watched = entities.get(type(row))
             if watched is None:
                 continue
+            if watched.as_change is not None:
+                described = watched.as_change(row) if action == "create" else None
+                if described is not None:
+                    kind, entity_id, described_changes = described
+                    yield AuditEntry(
+                        at=now,
+                        actor=actor,
+                        action=kind,
+                        entity=watched.entity,
+                        entity_id=entity_id,
+                        changes={
+                            name: [_json(before), _json(after)] for name, (before, after) in described_changes.items()
+                        },
+                    )
+                continue
             changes = _changes(row, action, watched.secrets)
             if action == "update" and not changes:
                 continue  # touched but not changed (or only bookkeeping fields)
@@ -126,7 +181,7 @@ def _changes(row: object, action: str, secrets: frozenset[str]) -> dict[str, lis
         history = state.attrs[name].history
         current = state.attrs[name].value
         if action == "create":
-            before, after = None, current
+            before, after = None, current if current is not None else _default(attribute)
         elif action == "delete":
             before, after = current, None
         else:
@@ -141,6 +196,22 @@ def _changes(row: object, action: str, secrets: frozenset[str]) -> dict[str, lis
         else:
             changes[name] = [_json(before), _json(after)]
     return changes
+
+
+def _default(attribute: ColumnProperty[Any]) -> Any:
+    """The value a column's Python-side default will give a new row (applied only at the INSERT,
+    after this hook has run), so that a create entry shows the whole new object."""
+    default = attribute.columns[0].default
+    if not isinstance(default, ColumnDefault):
+        return None
+    if default.is_scalar:
+        return default.arg
+    if default.is_callable:
+        try:
+            return default.arg(None)  # e.g. `default=dict`: no use of the execution context
+        except (TypeError, AttributeError):  # a default that needs the execution context: null
+            return None
+    return None
 
 
 def _json(value: Any) -> Any:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from app.billing.attempt_rows import AttemptRecord
 from app.providers.credentials import scrub_secrets
 from app.providers.errors import UpstreamError
 from app.specs import ChannelSpec
@@ -52,6 +53,24 @@ class Attempt:
     def recorded_outcome(self) -> str:
         """succeeded | failed | ambiguous | rejected, as the request log names it."""
         return RECORDED_OUTCOMES[self.outcome]
+
+    def as_row(self) -> AttemptRecord:
+        """The attempt as its upstream_attempts row keeps it."""
+        return AttemptRecord(
+            channel_id=self.channel_id,
+            channel_name=self.channel,
+            provider=self.provider,
+            upstream_model=self.upstream_model,
+            started_at=self.started_at,
+            latency_ms=self.latency_ms,
+            outcome=self.recorded_outcome,
+            possibly_billed=self.possibly_billed,
+            images=self.images,
+            http_status=self.status,
+            error_code=self.error_code,
+            error=self.error,
+            upstream_cost=self.upstream_cost,
+        )
 
     def as_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Order: highest priority first, weighted random within a priority, skipping channels whose circuit
 is open or that are cooling after a 429, unless every channel is open (the last one standing is
-never ejected). Failover happens on retryable errors only, within `max_attempts` and the
+never ejected). Failover happens on retryable errors, and on answers that blame the channel
+itself (401/403/404: its credentials or its model mapping), within `max_attempts` and the
 request's deadline. The channel that actually served is returned, because its multiplier
 decides the charge.
 """
@@ -38,13 +39,15 @@ from app.providers.errors import (
 )
 from app.routing.attempts import Attempt, attempt_of
 from app.routing.breaker import BreakerState
+from app.routing.channel_faults import ChannelFaults
 from app.routing.health import HealthStore
 from app.routing.selection import Candidate, order_candidates
 from app.routing.slots import ChannelSlots
 from app.specs import CatalogSnapshot, ChannelSpec
 
 # Upstream statuses that mean the channel itself is broken (credentials, retired model), not
-# this request: they count against the channel's health.
+# this request: they count against the channel's health, toward disabling it (ChannelFaults), and
+# the request fails over to another channel (nothing was generated, so nothing was billed).
 CHANNEL_FAULT_STATUSES = frozenset({401, 403, 404})
 
 log = logging.getLogger("app.routing")
@@ -103,8 +106,10 @@ class ChannelRouter:
         slot_wait_s: float = 2.0,
         metrics: Metrics,
         rng: random.Random | None = None,
+        faults: ChannelFaults | None = None,
     ) -> None:
         self.providers = providers
+        self.faults = faults
         self.health = health
         self.slots = ChannelSlots()
         self.max_attempts = max_attempts
@@ -205,6 +210,7 @@ class ChannelRouter:
                 result = await provider.generate(request, channel, upstream)
         except ContentFiltered as exc:
             await self._healthy(channel, state, started)
+            await self._worked(channel)
             self._note(run, attempt_of(channel, upstream, "filtered", started, started_at, images=len(exc.reasons)))
             return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts, provider.placeholder)
         except UpstreamRetryable as exc:
@@ -218,10 +224,15 @@ class ChannelRouter:
             run.last, run.last_channel = exc, channel
             return None
         except UpstreamRejected as exc:
-            if exc.status in CHANNEL_FAULT_STATUSES:
-                await self._unhealthy(channel, exc, started)
-            self._note(run, attempt_of(channel, upstream, "rejected", started, started_at, exc))
-            raise RoutingFailed(rejected_error(exc, channel), run.attempts) from exc
+            attempt = attempt_of(channel, upstream, "rejected", started, started_at, exc)
+            self._note(run, attempt)
+            if exc.status not in CHANNEL_FAULT_STATUSES:
+                raise RoutingFailed(rejected_error(exc, channel), run.attempts) from exc
+            await self._unhealthy(channel, exc, started)
+            if self.faults is not None:
+                await self.faults.refused(channel, exc.status, attempt.error or "")
+            run.last, run.last_channel = exc, channel
+            return None
         except (UpstreamAmbiguous, TimeoutError) as exc:
             error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("the upstream timed out")
             await self._unhealthy(channel, error, started)
@@ -240,6 +251,7 @@ class ChannelRouter:
                 run.attempts,
             ) from exc
         await self._healthy(channel, state, started)
+        await self._worked(channel)
         returned = len(result.images) + len(result.filtered_reasons)
         self._note(run, attempt_of(channel, upstream, "ok", started, started_at, images=returned))
         return Routed(result, channel, upstream, run.attempts, provider.placeholder)
@@ -272,6 +284,10 @@ class ChannelRouter:
         if not state.is_clean(time.time()):
             await self.health.update(channel.id, lambda s, _now: s.succeeded())
         await self.health.remember(channel.id, True, _ms(started))
+
+    async def _worked(self, channel: ChannelSpec) -> None:
+        if self.faults is not None and channel.credential_failures:
+            await self.faults.worked(channel)
 
     async def _unhealthy(
         self, channel: ChannelSpec, exc: UpstreamError, started: float, *, rate_limited: bool = False
@@ -313,6 +329,10 @@ class ChannelRouter:
         if run.remaining() <= 0:
             return UpstreamTimedOut("The request's deadline passed before any channel answered; nothing was charged.")
         assert run.last is not None and run.last_channel is not None
+        if isinstance(run.last, UpstreamRejected):
+            # The last channel refused its own credentials or model: the operator must act, and
+            # the same request sent again would meet the same channels.
+            return rejected_error(run.last, run.last_channel)
         message = scrub_secrets(run.last.message, run.last_channel)
         return UpstreamFailed(f"Every channel failed; last error: {message}")
 

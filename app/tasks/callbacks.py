@@ -15,10 +15,11 @@ from datetime import timedelta
 import orjson
 from sqlalchemy import select, update
 
+from app.billing.accounts import signing_secrets
 from app.billing.models import Account
 from app.callbacks.delivery import guarded_deliver
 from app.callbacks.schedule import CLAIM_S, DELIVERY_TIMEOUT_S, retry_delay_s
-from app.callbacks.signing import webhook_headers
+from app.callbacks.signing import webhook_headers_signed_by
 from app.db import utcnow
 from app.tasks.deps import TaskDeps
 from app.tasks.models import Task
@@ -74,7 +75,9 @@ async def _attempt(deps: TaskDeps, task_id: str) -> None:
     if task is None or account is None or task.callback_url is None or task.webhook_id is None:
         return
     body = orjson.dumps(render_task(task, deps.files.signer, deps.public_url))
-    headers = {"content-type": "application/json", **webhook_headers(account.webhook_secret, task.webhook_id, body)}
+    # For a day after a rotation, signed by the new secret and the one it replaced.
+    signed = webhook_headers_signed_by(signing_secrets(account, utcnow()), task.webhook_id, body)
+    headers = {"content-type": "application/json", **signed}
     outcome = await guarded_deliver(
         deps.callback_http, task.callback_url, deps.callback_networks, body, headers, DELIVERY_TIMEOUT_S
     )

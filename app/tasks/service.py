@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
 from app.db import new_id, utcnow
-from app.errors import NotFound
+from app.errors import InvalidValue, NotFound
 from app.files.models import StoredFile
 from app.files.signing import UrlSigner
 from app.generation.results import Generated
@@ -92,6 +95,57 @@ async def get_task(session: AsyncSession, account_id: str, task_id: str) -> Task
     if task is None or task.account_id != account_id:
         raise NotFound(f"No task with id {task_id!r}.", param="id")  # another account's task: same answer
     return task
+
+
+@dataclass(frozen=True)
+class TaskCursor:
+    """Where a page of `list_tasks` ended: the last task's (created_at, id), base64. The query is
+    scoped to the caller's account, so an edited cursor can only move within its own tasks."""
+
+    created_at: datetime
+    task_id: str
+
+    def encode(self) -> str:
+        raw = f"{self.created_at.isoformat()}|{self.task_id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> TaskCursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            instant, task_id = raw.split("|", 1)
+            created_at = datetime.fromisoformat(instant)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidValue("cursor is not one this API handed out.", param="cursor") from None
+        if created_at.tzinfo is None or not task_id.startswith("task_"):
+            raise InvalidValue("cursor is not one this API handed out.", param="cursor")
+        return cls(created_at.astimezone(UTC), task_id)
+
+
+async def list_tasks(
+    session: AsyncSession, account_id: str, *, status: str | None, limit: int, after: TaskCursor | None
+) -> tuple[list[Task], TaskCursor | None]:
+    """The account's tasks newest first, one page, and the cursor of the next (None on the last).
+    Keyset on (created_at, id) over ix_tasks_account_created: a deep page costs what the first does."""
+    query = (
+        select(Task)
+        .where(Task.account_id == account_id)
+        .order_by(Task.created_at.desc(), Task.id.desc())
+        .limit(limit + 1)
+    )
+    if status is not None:
+        query = query.where(Task.status == status)
+    if after is not None:
+        # The plain `<=` lets the database walk the index; the OR breaks ties by id.
+        query = query.where(
+            Task.created_at <= after.created_at,
+            or_(Task.created_at < after.created_at, and_(Task.created_at == after.created_at, Task.id < after.task_id)),
+        )
+    tasks = list((await session.scalars(query)).all())
+    if len(tasks) <= limit:
+        return tasks, None
+    tasks = tasks[:limit]
+    return tasks, TaskCursor(tasks[-1].created_at, tasks[-1].id)
 
 
 async def cancel(session: AsyncSession, account_id: str, task_id: str) -> Task:
