@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal, TypeGuard, get_args
 
 import orjson
@@ -154,6 +155,12 @@ class GeneratedImage:
 class ImageResult:
     images: list[GeneratedImage]
     filtered_reasons: list[str] = field(default_factory=list)
+    # What the provider itself says the call cost, in its currency (xAI's usage.cost_in_usd_ticks,
+    # Kling's final_unit_deduction…); when set, it is the attempt's upstream_cost instead of the
+    # channel's price table.
+    upstream_cost: Decimal | None = None
+    # The provider's own usage block as it answered it (OpenAI's token counts…), kept on the attempt.
+    usage: dict[str, Any] | None = None
 
 
 # What the gateway delivers, read from the bytes (never from an upstream's label).

@@ -155,6 +155,8 @@ class UpstreamAttempt(Base):
     images: Mapped[int] = mapped_column(Integer, default=0)  # returned by the upstream, filtered included
     possibly_billed: Mapped[bool] = mapped_column(Boolean, default=False)
     upstream_cost: Mapped[Decimal | None] = mapped_column(Fixed4, nullable=True)
+    # The provider's own usage block for the call, when it sends one (token counts, units…).
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class BudgetSpend(Base):

@@ -27,6 +27,9 @@ class CatalogModel(Base):
     description: Mapped[str] = mapped_column(String(500), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Provider options this catalog model stands for, passed to whichever adapter serves it
+    # (e.g. Ideogram's {"rendering_speed": "TURBO"} for `ideogram-v3-turbo`).
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Channel(Base):
