@@ -47,6 +47,12 @@ def is_person_generation(value: object) -> TypeGuard[PersonGeneration]:
 # Optional parameters a model may declare in its catalog entry; anything else is refused.
 OPTIONAL_PARAMETERS = ("negative_prompt", "seed", "person_generation", "quality", "background")
 
+# Provider options a catalog model may carry (`CatalogModel.options`), each with its allowed values:
+# set by the operator, never by a caller, and passed to whichever adapter serves the model (an
+# adapter that has no such setting ignores it). Ideogram's rendering speed is one: `ideogram-v3`
+# and `ideogram-v3-turbo` are the same upstream model at two speeds and two prices.
+PROVIDER_OPTIONS: dict[str, tuple[str, ...]] = {"rendering_speed": ("TURBO", "DEFAULT", "QUALITY")}
+
 # Pixel dimensions for each (image size, aspect ratio): Imagen's documented output sizes, which
 # the gateway uses as its canonical table for every model.
 DIMENSIONS: dict[tuple[ImageSize, AspectRatio], tuple[int, int]] = {
@@ -79,6 +85,9 @@ class ImageRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     # Provider parameters the model must declare (e.g. OpenAI's quality); see OPTIONAL_PARAMETERS.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The resolved catalog model's provider options (PROVIDER_OPTIONS), set by the generation service,
+    # never by the edge: what the operator priced, not what the caller asked.
+    options: dict[str, str] = field(default_factory=dict)
     # Store the images as files even when the caller wants base64 (an Idempotency-Key replay
     # is rendered from files, never from base64 kept in the database).
     keep_files: bool = False
@@ -149,6 +158,9 @@ class GeneratedImage:
     # Base64 text exactly as produced upstream: passed through, never decoded and re-encoded.
     b64: Base64Text
     mime_type: str
+    # Words the upstream answered beside this image (Gemini's text parts); formats that have a
+    # place for them (the `:generateContent` relay) pass them through, the others leave them out.
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

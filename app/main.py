@@ -20,6 +20,7 @@ from app.admin.operators import router as operators_admin
 from app.admin.reconcile import router as reconcile_admin
 from app.admin.requests import router as requests_admin
 from app.api import caller, files, google_relay, health, images, metrics_route, tasks
+from app.api.gemini_wire import GenerateContentBody
 from app.api.google_wire import PredictBody
 from app.api.unified_wire import ImagesGenerationBody
 from app.http.deps import CALLER_SECURITY, GOOGLE_SECURITY, METRICS_SECURITY
@@ -108,7 +109,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for body_model in (ImagesGenerationBody, PredictBody):
+            for body_model in (ImagesGenerationBody, PredictBody, GenerateContentBody):
                 body_schema = body_model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
                 components.update(body_schema.pop("$defs", {}))
                 components[body_model.__name__] = body_schema

@@ -27,6 +27,8 @@ class ModelSpec:
     parameters: tuple[str, ...]
     description: str
     enabled: bool
+    # Provider options (app.images.PROVIDER_OPTIONS), e.g. {"rendering_speed": "TURBO"}.
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ async def test_first_start_creates_catalog_and_local_channel_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
     url = f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
     await migrate(url)
     await migrate(url)  # a second start changes nothing
@@ -43,6 +44,8 @@ async def test_first_start_creates_catalog_and_local_channel_once(
         "kling-image-o1": "6",
         "ideogram-v3": "8",
         "gpt-image-1.5-official": "10",
+        "gemini-3.1-flash-image": "8",
+        "gemini-3-pro-image": "12",
     }
     assert models["gpt-image-1.5-official"].aliases == ["gpt-image-1.5"]
 
@@ -59,5 +62,7 @@ async def test_gemini_key_at_first_start_adds_a_gemini_channel(tmp_path: Path, m
         "imagen4-fast": "gemini-3.1-flash-image",
         "imagen4": "gemini-3.1-flash-image",
         "imagen4-ultra": "gemini-3-pro-image",
+        "gemini-3.1-flash-image": "gemini-3.1-flash-image",
+        "gemini-3-pro-image": "gemini-3-pro-image",
     }
     assert local.name == "local"

@@ -139,7 +139,34 @@ def test_a_terminal_gets_tables_without_secrets_except_one_shown_once(env: dict[
     # --json before or after the command: JSON on a terminal too.
     for args in (["--json", "accounts", "list"], ["accounts", "list", "--json"]):
         code, out, _ = run(env, *args, terminal=True)
-        assert code == 0 and json.loads(out)[0]["webhook_secret"].startswith("whsec_")
+        assert code == 0 and json.loads(out)[0]["name"] == "my-team" and "whsec_" not in out
+
+
+def test_only_show_with_secret_prints_a_webhook_secret(env: dict[str, str]) -> None:
+    """Issue 16: `accounts list` printed every team's webhook secret (whoever could read a pasted
+    listing could sign callbacks as the gateway for any team)."""
+    secret = ok(env, "accounts", "create", "team-a", "--credits", "10")["webhook_secret"]
+    other = ok(env, "accounts", "create", "team-b")["webhook_secret"]
+    assert secret.startswith("whsec_") and other.startswith("whsec_")
+
+    printed = [
+        run(env, "accounts", "list")[1],
+        run(env, "accounts", "list", terminal=True)[1],
+        run(env, "accounts", "list", "--json", terminal=True)[1],
+        run(env, "accounts", "show", "team-a")[1],
+        run(env, "accounts", "show", "team-a", terminal=True)[1],
+        run(env, "accounts", "grant", "team-a", "5")[1],
+        run(env, "accounts", "update", "team-a", "--alert-below", "3")[1],
+    ]
+    for out in printed:
+        assert "team-a" in out and "whsec_" not in out, out
+    assert [sorted(a) for a in json.loads(printed[0])] == [sorted(ok(env, "accounts", "show", "team-b"))] * 2
+    assert "webhook_secret" not in json.loads(printed[0])[0]
+
+    # On purpose, one team's: in JSON and on a terminal.
+    assert ok(env, "accounts", "show", "team-a", "--secret")["webhook_secret"] == secret
+    code, table, _ = run(env, "accounts", "show", "team-a", "--secret", terminal=True)
+    assert code == 0 and secret in table and other not in table
 
 
 def test_mistakes_are_named_by_their_option(env: dict[str, str]) -> None:

@@ -216,10 +216,14 @@ def test_parameters_the_upstream_cannot_honour_are_reported(
     assert unsupported_parameters(request, vertex=True) == vertex
 
 
-def test_the_final_image_is_passed_through_and_drafts_and_text_are_ignored() -> None:
+def test_the_final_image_is_passed_through_with_its_caption_and_drafts_are_ignored() -> None:
     b64 = tiny_png_b64()
     assert parse_response(orjson.dumps(image_answer(b64))) == GeneratedImage(Base64Text.of(b64), "image/png")
-    assert parse_response(orjson.dumps(THINKING_ANSWER)) == GeneratedImage(Base64Text.of(FINAL_PNG), "image/png")
+    # The thought's text and draft are left out; the model's words beside the final image travel
+    # with it (the :generateContent relay passes them through).
+    assert parse_response(orjson.dumps(THINKING_ANSWER)) == GeneratedImage(
+        Base64Text.of(FINAL_PNG), "image/png", text="Here is your lighthouse."
+    )
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ from PIL import Image
 
 from app.images import ImageRequest
 from app.providers.errors import ContentFiltered, UpstreamRetryable
+from app.providers.google_imagen import default_key_style
 from app.providers.imagen_wire import (
+    google_base,
     is_vertex,
     parse_predictions,
     predict_body,
@@ -532,3 +534,12 @@ async def test_vertex_service_account_uses_one_cached_oauth_token(
     assert predicts[0].json["parameters"]["addWatermark"] is False
     assert (await gw.account(account_id))["balance"] == "84"
     assert await gw.ledger_problems() == []
+
+
+def test_an_empty_base_url_means_the_gemini_api_with_googles_key_header() -> None:
+    spec = channel_spec("")
+    assert predict_url(google_base(spec), STANDARD) == (
+        "https://generativelanguage.googleapis.com/v1beta/models/imagen-4.0-generate-001:predict"
+    )
+    assert default_key_style(google_base(spec)) == "x-goog-api-key"
+    assert not is_vertex(spec)

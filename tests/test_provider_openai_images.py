@@ -25,16 +25,20 @@ from app.providers.openai_images import (
     OpenAIImagesProvider,
     build_body,
     family_of,
+    generations_url,
     moderation_block,
+    parse_answer,
     parse_images,
     refused_parameters,
 )
 from app.settings import Settings
 from app.specs import ChannelSpec
 from tests.support.fakes.dns import FakeResolver
+from tests.support.fakes.openai_images import BLOCKED_WORD, USAGE, OpenAIImagesFake, invalid_value
 from tests.support.fakes.upstream import FakeUpstream, Received, Reply, tiny_png_b64
 from tests.support.harness import Harness, running_app
 from tests.support.images import decode_image
+from tests.support.sentinel import watching
 
 GENERATIONS = "/v1/images/generations"
 API_KEY = "sk-test-canary-9f8e7d6c5b4a39281706"
@@ -142,6 +146,11 @@ def test_body_for_gpt_image_and_for_dall_e() -> None:
             ["background", "output_format", "n"],
         ),
         ("dall-e-2", {"aspect_ratio": "16:9"}, ["aspect_ratio"]),
+        # gpt-image-2 draws no transparent background; only the 2.5 models know xhigh and max.
+        ("gpt-image-2", {"extra": {"background": "transparent"}}, ["background"]),
+        ("gpt-image-2-2026-04-21", {"extra": {"quality": "xhigh"}}, ["quality"]),
+        ("gpt-image-1", {"extra": {"quality": "max"}}, ["quality"]),
+        ("gpt-image-2.5-flare", {"extra": {"quality": "max", "background": "transparent"}}, []),
     ],
 )
 def test_parameters_an_upstream_cannot_honour_are_named(
@@ -162,6 +171,11 @@ async def test_unsupported_judges_the_upstream_model_the_channel_would_call() ->
         assert provider.unsupported(ImageRequest(model="imagen4", prompt="p", seed=1), channel, "gpt-image-2") == [
             "seed"
         ]
+
+
+def test_an_empty_base_url_means_openais_own_api() -> None:
+    assert generations_url("") == "https://api.openai.com/v1/images/generations"
+    assert generations_url("https://relay.example/openai/v1/") == "https://relay.example/openai/v1/images/generations"
 
 
 def test_base64_text_is_passed_through_untouched_and_typed_by_its_bytes() -> None:
@@ -468,3 +482,290 @@ async def test_slow_upstream_is_504_after_the_channel_timeout(gw: Harness, upstr
     assert response.status_code == 504, response.text
     assert response.json()["error"]["code"] == "upstream_timeout"
     await _assert_nothing_charged(gw, account_id)
+
+
+# --- against a fake that answers as OpenAI's Images API does ------------------------------------
+
+
+def test_usage_keeps_openais_token_counts_and_nothing_else() -> None:
+    answer = {**openai_answer(tiny_png_b64()), "usage": {**USAGE, "cost": "9e99", "total_tokens": -1}}
+    parsed = parse_answer(orjson.dumps(answer), n=1)
+    assert parsed.usage == {k: v for k, v in USAGE.items() if k != "total_tokens"}
+    for usage in (None, "lots", [1], {"input_tokens": True}, {"output_tokens": "12"}):
+        assert parse_answer(orjson.dumps({**answer, "usage": usage}), n=1).usage is None
+    assert parse_answer(orjson.dumps({"data": [{"b64_json": tiny_png_b64()}]}), n=1).usage is None
+
+
+@pytest.fixture
+def openai_fake(upstream: FakeUpstream) -> OpenAIImagesFake:
+    fake = OpenAIImagesFake(api_key=API_KEY, url_base=upstream.url)
+    upstream.respond = fake
+    return fake
+
+
+async def test_gpt_image_gets_its_own_parameters_and_never_response_format(
+    gw: Harness, upstream: FakeUpstream, openai_fake: OpenAIImagesFake
+) -> None:
+    await _openai_channel(gw, upstream, models={MODEL: "gpt-image-1"})
+    account_id, key = await gw.account_with_key(credits=100)
+    body = {
+        "model": "gpt-image-1.5",  # the catalog alias
+        "prompt": "a red kite",
+        "n": 2,
+        "aspect_ratio": "9:16",
+        "output_format": "jpeg",
+        "quality": "low",
+        "background": "opaque",
+        "response_format": "url",  # the gateway's own option: stored files, signed URLs
+    }
+
+    response = await gw.generate(key, body)
+
+    assert response.status_code == 200, response.text
+    assert [item["mime_type"] for item in response.json()["data"]] == ["image/jpeg"] * 2
+    image = await gw.http.get(response.json()["data"][0]["url"])
+    assert (image.status_code, image.headers["content-type"]) == (200, "image/jpeg")
+    [sent] = upstream.requests
+    assert sent.json == {
+        "model": "gpt-image-1",
+        "prompt": "a red kite",
+        "n": 2,
+        "size": "1024x1536",
+        "output_format": "jpeg",
+        "quality": "low",
+        "background": "opaque",
+    }
+    assert (await gw.account(account_id))["balance"] == "80"
+    # OpenAI's usage block is kept with the attempt, for the operator and for reconciliation.
+    detail = (await gw.admin("GET", f"/admin/requests/{response.json()['id']}")).json()
+    [attempt] = detail["attempts"]
+    assert (attempt["outcome"], attempt["upstream_model"]) == ("succeeded", "gpt-image-1")
+    assert attempt["usage"] == {**USAGE, "output_tokens": 8320}
+
+
+async def test_a_gpt_image_2_channel_is_asked_for_the_exact_2k_size(
+    gw: Harness, upstream: FakeUpstream, openai_fake: OpenAIImagesFake
+) -> None:
+    await _openai_channel(gw, upstream, models={"imagen4": "gpt-image-2"})
+    _, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"prompt": "a harbour", "aspect_ratio": "4:3", "image_size": "2K"})
+
+    assert response.status_code == 200, response.text
+    assert upstream.requests[0].json["size"] == "2560x1792"
+    assert "response_format" not in upstream.requests[0].json
+
+
+@pytest.mark.parametrize(
+    ("upstream_model", "body", "param"),
+    [
+        ("gpt-image-1", {"model": "imagen4", "image_size": "2K", "aspect_ratio": "16:9"}, "image_size"),
+        ("gpt-image-2", {"model": MODEL, "background": "transparent"}, "background"),
+        ("gpt-image-1", {"model": MODEL, "quality": "hd"}, "quality"),
+        ("gpt-image-1", {"model": MODEL, "background": "transparent", "output_format": "jpeg"}, "background"),
+    ],
+)
+async def test_what_the_upstream_model_would_refuse_is_400_before_any_hold(
+    gw: Harness,
+    upstream: FakeUpstream,
+    openai_fake: OpenAIImagesFake,
+    upstream_model: str,
+    body: dict[str, Any],
+    param: str,
+) -> None:
+    await _openai_channel(gw, upstream, models={MODEL: upstream_model, "imagen4": upstream_model})
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"prompt": "x", **body})
+
+    assert response.status_code == 400, response.text
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("unsupported_parameter", param)
+    assert upstream.requests == []
+    await _assert_nothing_charged(gw, account_id)
+
+
+async def test_dall_e_still_asks_for_base64(gw: Harness, upstream: FakeUpstream, openai_fake: OpenAIImagesFake) -> None:
+    await _openai_channel(gw, upstream, models={MODEL: "dall-e-3"})
+    _, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "a boat", "aspect_ratio": "16:9"})
+
+    assert response.status_code == 200, response.text
+    assert upstream.requests[0].json == {
+        "model": "dall-e-3",
+        "prompt": "a boat",
+        "n": 1,
+        "size": "1792x1024",
+        "response_format": "b64_json",
+    }
+    detail = (await gw.admin("GET", f"/admin/requests/{response.json()['id']}")).json()
+    assert detail["attempts"][0]["usage"] is None  # DALL·E reports no usage
+
+
+async def test_dall_e_urls_are_fetched_through_the_guarded_fetcher(
+    loopback_gw: Harness, upstream: FakeUpstream, openai_fake: OpenAIImagesFake
+) -> None:
+    gw = loopback_gw
+    await _openai_channel(gw, upstream, models={MODEL: "dall-e-2"})
+    openai_fake.urls_always = True  # a relay that answers URLs whatever it is asked
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "a leaf", "n": 2})
+
+    assert response.status_code == 200, response.text
+    fetched = list(openai_fake.served_files.values())
+    assert [base64.b64decode(item["b64_json"]) for item in response.json()["data"]] == fetched
+    assert [r.path for r in upstream.requests[1:]] == sorted(openai_fake.served_files)
+    assert all(r.headers["user-agent"] == "image-gateway-fetch/1" for r in upstream.requests[1:])
+    assert all("authorization" not in r.headers for r in upstream.requests[1:])
+    assert (await gw.account(account_id))["balance"] == "80"
+
+
+async def test_an_image_url_at_a_refused_address_is_a_failed_attempt_and_never_fetched(
+    loopback_gw: Harness, upstream: FakeUpstream
+) -> None:
+    gw = loopback_gw  # 127.0.0.1/32 is allowed: the fake upstream lives there; 127.0.0.3 is not
+    async with watching("127.0.0.3") as sentinel:
+        upstream.respond = lambda _r: Reply(
+            json={"created": 1, "data": [{"url": f"http://127.0.0.3:{sentinel.port}/a.png"}]}
+        )
+        await _openai_channel(gw, upstream, models={MODEL: "dall-e-3"})
+        account_id, key = await gw.account_with_key(credits=100)
+
+        response = await gw.generate(key, {"model": MODEL, "prompt": "x"})
+
+    assert response.status_code == 504, response.text
+    assert response.headers["x-should-retry"] == "false"
+    assert sentinel.connections == 0
+    assert upstream.paths() == [GENERATIONS]
+    await _assert_nothing_charged(gw, account_id)
+
+
+async def _two_channels(gw: Harness, upstream: FakeUpstream, first: OpenAIImagesFake) -> None:
+    """`first` (priority 10) answers under /a; a healthy fake under /b serves when it fails over."""
+    second = OpenAIImagesFake(api_key=API_KEY)
+    fakes = {"a": first, "b": second}
+
+    def route(received: Received) -> Reply:
+        prefix, _, rest = received.path.removeprefix("/").partition("/")
+        return fakes[prefix](Received(received.method, "/" + rest, received.query, received.headers, received.json))
+
+    upstream.respond = route
+    models = {MODEL: "gpt-image-1.5"}
+    auth = {"api_key": API_KEY}
+    await gw.add_channel(
+        name="a",
+        provider="openai-images",
+        base_url=f"{upstream.url}/a/v1",
+        auth=auth,
+        models=models,
+        priority=10,
+        only=True,
+    )
+    await gw.add_channel(name="b", provider="openai-images", base_url=f"{upstream.url}/b/v1", auth=auth, models=models)
+
+
+@pytest.mark.parametrize(
+    ("broken", "status", "code"),
+    [
+        (OpenAIImagesFake(api_key="sk-other"), 401, "invalid_api_key"),
+        (OpenAIImagesFake(api_key=API_KEY, out_of_quota=True), None, "insufficient_quota"),
+    ],
+)
+async def test_a_channel_with_a_bad_key_or_no_quota_fails_over(
+    gw: Harness, upstream: FakeUpstream, broken: OpenAIImagesFake, status: int | None, code: str
+) -> None:
+    await _two_channels(gw, upstream, broken)
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "a lamp"})
+
+    assert response.status_code == 200, response.text
+    assert upstream.paths() == ["/a/v1/images/generations", "/b/v1/images/generations"]
+    detail = (await gw.admin("GET", f"/admin/requests/{response.json()['id']}")).json()
+    assert [(a["channel"], a["outcome"], a["http_status"], a["error_code"]) for a in detail["attempts"]] == [
+        ("a", "rejected" if status else "failed", status, code),
+        ("b", "succeeded", None, None),
+    ]
+    assert (await gw.account(account_id))["balance"] == "90"
+
+
+async def test_quota_exhausted_everywhere_is_an_upstream_error_not_a_rate_limit(
+    gw: Harness, upstream: FakeUpstream, openai_fake: OpenAIImagesFake
+) -> None:
+    openai_fake.out_of_quota = True
+    await _openai_channel(gw, upstream)
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "x"})
+
+    # Retrying later does not help the caller: the operator must pay the upstream.
+    assert response.status_code == 502, response.text
+    assert response.json()["error"]["code"] == "upstream_error"
+    assert "out of quota" in response.json()["error"]["message"]
+    assert "retry-after" not in response.headers
+    await _assert_nothing_charged(gw, account_id)
+
+
+async def test_an_upstream_rate_limit_is_a_429_with_its_retry_after(
+    gw: Harness, upstream: FakeUpstream, openai_fake: OpenAIImagesFake
+) -> None:
+    openai_fake.rate_limited = True
+    await _openai_channel(gw, upstream)
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "x"})
+
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert response.headers["retry-after"] == "7"
+    await _assert_nothing_charged(gw, account_id)
+
+
+async def test_an_upstream_400_names_the_parameter_and_does_not_fail_over(gw: Harness, upstream: FakeUpstream) -> None:
+    await _two_channels(gw, upstream, OpenAIImagesFake(api_key=API_KEY))
+    # A relay with a narrower quality list than OpenAI's: its refusal is passed on, not retried.
+    upstream.respond = lambda _r: invalid_value("quality", "high", ("low", "medium"))
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "x", "quality": "high"})
+
+    assert response.status_code == 502, response.text
+    assert response.headers["x-should-retry"] == "false"
+    assert "Invalid value: 'high'" in response.json()["error"]["message"]
+    assert upstream.paths() == ["/a/v1/images/generations"]
+    await _assert_nothing_charged(gw, account_id)
+
+
+async def test_a_moderation_refusal_is_not_tried_on_another_channel(gw: Harness, upstream: FakeUpstream) -> None:
+    await _two_channels(gw, upstream, OpenAIImagesFake(api_key=API_KEY))
+    account_id, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": f"a {BLOCKED_WORD}"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "moderation_blocked"
+    assert upstream.paths() == ["/a/v1/images/generations"]
+    await _assert_nothing_charged(gw, account_id)
+
+
+async def test_a_retired_model_fails_over(gw: Harness, upstream: FakeUpstream) -> None:
+    await _two_channels(gw, upstream, OpenAIImagesFake(api_key=API_KEY))
+    await gw.add_channel(
+        name="old",
+        provider="openai-images",
+        base_url=f"{upstream.url}/a/v1",
+        auth={"api_key": API_KEY},
+        models={MODEL: "gpt-image-0"},
+        priority=20,
+    )
+    _, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "x"})
+
+    assert response.status_code == 200, response.text
+    detail = (await gw.admin("GET", f"/admin/requests/{response.json()['id']}")).json()
+    assert [(a["channel"], a["http_status"], a["error_code"]) for a in detail["attempts"]] == [
+        ("old", 404, "model_not_found"),
+        ("a", None, None),
+    ]

@@ -8,12 +8,17 @@ import io
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import update
 
+from app.billing import holds
+from app.billing.models import UsageRecord
+from app.db import new_id, utcnow
 from app.observability.logs import JsonFormatter
 from app.settings import Settings
 from tests.support.fakes.channels import Behaviour, Upstreams, ok, status
@@ -260,3 +265,61 @@ async def test_calls_the_provider_cannot_bill_are_marked_so(routed: tuple[Harnes
     ]
     assert (record["channel"], record["possibly_billed"], record["credits"]) == ("refuses", False, "0")
     assert (await gw.account(account_id))["balance"] == "100"
+
+
+async def pages_of(gw: Harness, **params: Any) -> list[str]:
+    """Every page of a search, followed by its cursors: the ids in the order they came."""
+    seen: list[str] = []
+    for _ in range(100):  # more pages than any search below has: a cursor that never moves fails
+        page = (await gw.admin("GET", "/admin/requests", params=params)).json()
+        seen += [r["id"] for r in page["data"]]
+        if page["next_cursor"] is None:
+            return seen
+        params = {**params, "cursor": page["next_cursor"]}
+    raise AssertionError(f"no last page: {len(seen)} rows seen")
+
+
+async def test_pages_within_a_range_return_every_request_once_newest_first(gw: Harness) -> None:
+    # Many requests at few instants: ties (broken by id) at page boundaries, rows exactly at start
+    # (in) and at end (out). Each page's scan starts at the previous page's position, not at `end`
+    # (tests/benchmarks/request_log_pages.py); that must not lose, repeat or reorder a request.
+    account_id = (await gw.create_account(10_000, name="paged"))["id"]
+    t0 = datetime(2026, 11, 3, 9, tzinfo=UTC)
+    instants = [t0 + timedelta(seconds=s) for s in (0, 1, 1, 2, 3, 3, 3, 4)]
+    made: list[tuple[datetime, str]] = []
+    async with gw.gateway.db.transaction() as session:
+        for i in range(24):
+            terms = holds.HoldTerms(
+                request_id=new_id("req"),
+                account_id=account_id,
+                key_id="key_paged",
+                endpoint="/v1/images/generations",
+                model="imagen4",
+                unit_credits=Decimal(8),
+                model_multiplier=Decimal(1),
+                images_requested=1,
+                hold_credits=Decimal(8),
+                hold_until=utcnow() + timedelta(hours=1),
+            )
+            await holds.place_hold(session, terms)
+            made.append((instants[i % len(instants)], terms.request_id))
+        for instant, request_id in made:
+            await session.execute(update(UsageRecord).where(UsageRecord.id == request_id).values(created_at=instant))
+    newest_first = sorted(made, reverse=True)
+
+    def expected(start: datetime | None, end: datetime | None) -> list[str]:
+        return [i for at, i in newest_first if (start is None or at >= start) and (end is None or at < end)]
+
+    ranges = [(None, None), (t0 + timedelta(seconds=1), None), (None, t0 + timedelta(seconds=3))]
+    ranges += [(t0 + timedelta(seconds=1), t0 + timedelta(seconds=3)), (t0, t0 + timedelta(seconds=60))]
+    for start, end in ranges:
+        bounds = {name: v.isoformat() for name, v in (("start", start), ("end", end)) if v is not None}
+        for limit in (1, 2, 5, 500):
+            got = await pages_of(gw, account=account_id, limit=limit, **bounds)
+            assert got == expected(start, end), (bounds, limit)
+
+    # A cursor from a search without `end` (here: past it) still stops at `end`.
+    first = (await gw.admin("GET", "/admin/requests", params={"account": account_id, "limit": 2})).json()
+    end = t0 + timedelta(seconds=2)
+    got = await pages_of(gw, account=account_id, limit=3, end=end.isoformat(), cursor=first["next_cursor"])
+    assert got == expected(None, end)

@@ -21,7 +21,7 @@ from app.admin.types import MAX_CONCURRENCY, Credits, Multiplier, Text
 from app.billing.amounts import parse_amount, render
 from app.catalog.models import CatalogModel, Channel
 from app.catalog.secrets import SECRET_AUTH_FIELDS
-from app.images import ASPECT_RATIOS, DEFAULT_IMAGE_SIZE, IMAGE_SIZES, OPTIONAL_PARAMETERS
+from app.images import ASPECT_RATIOS, DEFAULT_IMAGE_SIZE, IMAGE_SIZES, OPTIONAL_PARAMETERS, PROVIDER_OPTIONS
 from app.providers.registry import PROVIDER_NAMES
 
 
@@ -75,6 +75,27 @@ def _parameters(value: list[str]) -> list[str]:
     return _subset(value, OPTIONAL_PARAMETERS)
 
 
+def _provider_options(value: dict[str, str]) -> dict[str, str]:
+    for name, option in value.items():
+        allowed = PROVIDER_OPTIONS.get(name)
+        if allowed is None:
+            raise ValueError(f"unknown option {name!r}; known: {', '.join(PROVIDER_OPTIONS)}")
+        if option not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {option!r}")
+    return value
+
+
+def _shown_options(value: Any) -> dict[str, str]:
+    # As stored: a row written some other way than this API still renders (the snapshot reads it alike).
+    return {str(name): str(option) for name, option in (value or {}).items()} if isinstance(value, dict) else {}
+
+
+OPTIONS_DESCRIPTION = (
+    "Provider options this model stands for, passed to whichever adapter serves it (one without such a "
+    'setting ignores it), e.g. {"rendering_speed": "TURBO"} for Ideogram. Known: '
+    + "; ".join(f"{name}: {' | '.join(values)}" for name, values in PROVIDER_OPTIONS.items())
+    + ". Replaced as a whole; {} removes them all."
+)
 ModelPrice = Annotated[Multiplier, Field(le=MAX_CREDITS_PER_IMAGE)]
 ModelMultiplier = Annotated[Multiplier, Field(le=MAX_MULTIPLIER)]
 MaxImages = Annotated[int, Field(ge=1, le=10)]
@@ -83,6 +104,7 @@ AspectRatioList = Annotated[list[str], Field(min_length=1), AfterValidator(_rati
 ImageSizeList = Annotated[list[str], Field(min_length=1), AfterValidator(_sizes)]
 ParameterList = Annotated[list[str], AfterValidator(_parameters)]
 Description = Annotated[Text, Field(max_length=500)]
+ProviderOptions = Annotated[dict[str, str], AfterValidator(_provider_options), Field(description=OPTIONS_DESCRIPTION)]
 
 
 class ModelIn(_AcceptsWhatGetReturns):
@@ -100,6 +122,7 @@ class ModelIn(_AcceptsWhatGetReturns):
     parameters: ParameterList = Field(default_factory=list)
     description: Description = ""
     enabled: bool = True
+    options: ProviderOptions = Field(default_factory=dict)
 
     def missing(self) -> list[str]:
         """The writable fields this body left out (what a replace would reset to defaults)."""
@@ -123,6 +146,7 @@ class ModelPatch(_AcceptsWhatGetReturns):
     parameters: ParameterList | None = None
     description: Description | None = None
     enabled: bool | None = None
+    options: ProviderOptions | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -150,6 +174,7 @@ class ModelOut(BaseModel):
     parameters: list[str]
     description: str
     enabled: bool
+    options: Annotated[dict[str, str], BeforeValidator(_shown_options), Field(description=OPTIONS_DESCRIPTION)]
     updated_at: datetime
 
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,7 +72,11 @@ class AttemptOut(BaseModel):
         description="The upstream may have charged for this call: it succeeded, or it timed out or broke off "
         "after the request was sent."
     )
-    upstream_cost: Credits | None
+    upstream_cost: Credits | None = Field(
+        description="What the call cost upstream: the provider's own figure when it reports one (xAI's "
+        "usage.cost_in_usd_ticks), else the channel's cost table."
+    )
+    usage: dict[str, Any] | None = Field(None, description="The provider's usage block for the call, as it sent it.")
 
 
 class RequestOut(BaseModel):
@@ -220,4 +224,5 @@ def _attempt_out(a: UpstreamAttempt) -> AttemptOut:
         images=a.images,
         possibly_billed=a.possibly_billed,
         upstream_cost=a.upstream_cost,
+        usage=a.usage,
     )

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.responses import Response
 from starlette.requests import Request
 
+from app.api.gemini_wire import GenerateContentAnswer
 from app.api.google_wire import PredictAnswer
 from app.api.replay import ReplayContext, ReplayTemplate
 from app.api.tasks import TaskAnswer
@@ -30,6 +31,7 @@ Produce = Callable[[bool], Awaitable[tuple[Response, ReplayTemplate | None]]]
 KINDS: dict[str, Callable[[dict[str, Any]], ReplayTemplate]] = {
     ImagesAnswer.kind: ImagesAnswer.from_json,
     PredictAnswer.kind: PredictAnswer.from_json,
+    GenerateContentAnswer.kind: GenerateContentAnswer.from_json,
     TaskAnswer.kind: TaskAnswer.from_json,
 }
 

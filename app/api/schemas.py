@@ -189,3 +189,36 @@ GOOGLE_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         504: "DEADLINE_EXCEEDED",
     }.items()
 }
+
+
+class InlineData(BaseModel):
+    mimeType: str
+    data: str = Field(description="Base64 image bytes.")
+
+
+class ContentPart(BaseModel):
+    """A text part (words the upstream answered beside the image) or an image part."""
+
+    text: str | None = None
+    inlineData: InlineData | None = None
+
+
+class CandidateContent(BaseModel):
+    role: str = Field(description="Always model.")
+    parts: list[ContentPart]
+
+
+class Candidate(BaseModel):
+    content: CandidateContent | None = Field(None, description="Absent when the image was withheld.")
+    finishReason: str = Field(description="STOP for an image; IMAGE_SAFETY when it was withheld (not charged).")
+    finishMessage: str | None = Field(None, description="Why the image was withheld.")
+    index: int
+
+
+class GenerateContentResponse(BaseModel):
+    """Gemini's `:generateContent` answer, one candidate per image (google-genai's
+    `GenerateContentResponse`)."""
+
+    candidates: list[Candidate]
+    modelVersion: str = Field(description="The catalog model that served the request.")
+    responseId: str = Field(description="The gateway's request id (req_…), as in X-Request-Id.")

@@ -41,6 +41,7 @@ class AttemptRecord:
     error_code: str | None = None
     error: str | None = None
     upstream_cost: Decimal | None = None
+    usage: dict[str, Any] | None = None  # the provider's own usage block, as it answered it
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ _ROW = Columns[_Row](
         for name in (
             "channel_id", "channel_name", "provider", "upstream_model", "started_at", "latency_ms", "outcome",
             "http_status", "error_code", "error", "images", "possibly_billed", "upstream_cost",
+            "usage",
         )
     },
 )  # fmt: skip

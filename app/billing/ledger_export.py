@@ -20,15 +20,21 @@ COLUMNS = (
 )  # fmt: skip
 
 
+# The columns written, in the CSV's order, as plain rows (whole ORM entities took ~40 % of an
+# export's CPU).
+_SELECTED = (
+    LedgerEntry.id, LedgerEntry.created_at, LedgerEntry.account_id, Account.name, LedgerEntry.kind,
+    LedgerEntry.amount, LedgerEntry.balance_after, LedgerEntry.request_id, LedgerEntry.note, LedgerEntry.actor,
+)  # fmt: skip
+
+
 def _row(selected: Sequence[Any]) -> list[object]:
-    entry: LedgerEntry = selected[0]
-    account_name: str = selected[1]
+    entry_id, created_at, account_id, account_name, kind, amount, balance_after, request_id, note, actor = selected
     # The account's name, the note and the actor are typed by people: neutralised like every text
     # cell of the other exports. Amounts stay plain numbers (a charge is negative and must add up).
     return [
-        entry.id, entry.created_at.isoformat(), entry.account_id, spreadsheet_safe(account_name), entry.kind,
-        render(entry.amount), render(entry.balance_after), entry.request_id or "", spreadsheet_safe(entry.note),
-        spreadsheet_safe(entry.actor),
+        entry_id, created_at.isoformat(), account_id, spreadsheet_safe(account_name), kind, render(amount),
+        render(balance_after), request_id or "", spreadsheet_safe(note), spreadsheet_safe(actor),
     ]  # fmt: skip
 
 
@@ -46,12 +52,11 @@ async def export_ledger_csv(
     """Ledger entries created in [start, end), ordered by (created_at, id): on the created_at
     index for every account, or on the (account_id, created_at) index for one."""
     pages = Keyset(
-        LedgerEntry,
+        _SELECTED,
         LedgerEntry.created_at,
         LedgerEntry.id,
         start,
         end,
-        also=(Account.name,),
         join=(Account, Account.id == LedgerEntry.account_id),
     )
     where = [LedgerEntry.account_id == account_id] if account_id is not None else []

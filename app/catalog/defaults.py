@@ -61,6 +61,8 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "image_sizes": [DEFAULT_IMAGE_SIZE],
         "parameters": ["negative_prompt", "seed"],
         "description": "Ideogram v3: strong typography.",
+        # Ideogram's own speed/price tier; a turbo model is the same upstream model with "TURBO".
+        "options": {"rendering_speed": "DEFAULT"},
     },
     {
         "id": "gpt-image-1.5-official",
@@ -70,6 +72,24 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         "parameters": ["quality", "background"],
         "max_prompt_chars": 32000,
         "description": "OpenAI GPT Image 1.5.",
+    },
+    # Gemini's image models: served on gemini-image channels, and by name on the
+    # `:generateContent` relay (aliases: Google's preview ids, which SDK users still type).
+    {
+        "id": "gemini-3.1-flash-image",
+        "aliases": ["gemini-3.1-flash-image-preview"],
+        "credits_per_image": Decimal(8),
+        "image_sizes": list(IMAGE_SIZES),
+        "parameters": ["seed", "person_generation"],  # person_generation on Vertex channels only
+        "description": "Gemini 3.1 Flash Image (Nano Banana 2): fast, text in images.",
+    },
+    {
+        "id": "gemini-3-pro-image",
+        "aliases": ["gemini-3-pro-image-preview"],
+        "credits_per_image": Decimal(12),
+        "image_sizes": list(IMAGE_SIZES),
+        "parameters": ["seed", "person_generation"],
+        "description": "Gemini 3 Pro Image (Nano Banana Pro): reasoning, highest fidelity text.",
     },
 ]
 
@@ -107,12 +127,42 @@ GEMINI_IMAGE_MODELS = {
     "imagen4-fast": "gemini-3.1-flash-image",
     "imagen4": "gemini-3.1-flash-image",
     "imagen4-ultra": "gemini-3-pro-image",
+    "gemini-3.1-flash-image": "gemini-3.1-flash-image",
+    "gemini-3-pro-image": "gemini-3-pro-image",
 }
+
+
+# grok-imagine on an xai-images channel (contract: "More providers").
+XAI_IMAGE_MODELS = {"grok-imagine": "grok-imagine-image"}
 
 
 def extra_first_start_channels(environ: Mapping[str, str]) -> list[dict[str, Any]]:
     """With GEMINI_API_KEY set at first start: a `gemini` channel, above `local`, that serves the
-    Imagen models with Gemini image models. The key stays in the environment (api_key_env)."""
+    Imagen models with Gemini image models; with XAI_API_KEY, an `xai` channel serving
+    grok-imagine. The keys stay in the environment (api_key_env)."""
+    return _gemini_channels(environ) + _xai_channels(environ)
+
+
+def _xai_channels(environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    if not environ.get("XAI_API_KEY"):
+        return []
+    return [
+        {
+            "name": "xai",
+            "provider": "xai-images",
+            "base_url": "",  # the provider's public default, https://api.x.ai/v1
+            "auth": {"api_key_env": "XAI_API_KEY"},
+            "models": dict(XAI_IMAGE_MODELS),
+            "priority": 10,
+            "weight": 1,
+            "multiplier": Decimal(1),
+            "enabled": True,
+            "timeout_s": 120.0,
+        }
+    ]
+
+
+def _gemini_channels(environ: Mapping[str, str]) -> list[dict[str, Any]]:
     if not environ.get("GEMINI_API_KEY"):
         return []
     return [

@@ -39,6 +39,7 @@ def model_spec(row: CatalogModel) -> ModelSpec:
         parameters=tuple(row.parameters or ()),
         description=row.description,
         enabled=row.enabled,
+        options={str(name): str(value) for name, value in (row.options or {}).items()},
     )
 
 

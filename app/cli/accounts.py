@@ -14,6 +14,7 @@ from app.cli.running import changing, reading
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from app.admin.accounts import AccountOut
     from app.cli.running import Subcommands
 
 ACCOUNT_COLUMNS = ("id", "name", "balance", "held", "available", "budget", "alert_below", "created_at")
@@ -35,9 +36,10 @@ def _add_accounts(accounts: Subcommands) -> None:
     p.add_argument("name")
     p.add_argument("--credits", default="0", help="credits to start with (default 0)")
     p.set_defaults(run=changing(accounts_create))
-    accounts.add_parser("list", help="every account").set_defaults(run=reading(accounts_list))
+    accounts.add_parser("list", help="every account (never a webhook secret)").set_defaults(run=reading(accounts_list))
     p = accounts.add_parser("show", help="one account, with its budget")
     p.add_argument("account", help="the account's id or name")
+    p.add_argument("--secret", action="store_true", help="also print its webhook secret")
     p.set_defaults(run=reading(accounts_show))
     p = accounts.add_parser("grant", help="add (or with a negative amount, take back) credits")
     p.add_argument("account", help="the account's id or name")
@@ -138,6 +140,12 @@ def budget_cell(budget: dict[str, Any] | None) -> str:
     return "-" if not budget else f"{budget['spent']}/{budget['credits']} {budget['period']}"
 
 
+def without_secret(account: AccountOut) -> dict[str, Any]:
+    """The account as JSON without its webhook secret: what every command but `create` and
+    `show --secret` prints, so that no secret ends up in a pasted output by accident."""
+    return account.model_dump(mode="json", exclude={"webhook_secret"})
+
+
 def _account_rows(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**d, "budget": budget_cell(d["budget"])} for d in documents]
 
@@ -159,17 +167,25 @@ async def accounts_list(session: AsyncSession, args: argparse.Namespace) -> Outp
     from app.admin.accounts import AccountOut
     from app.billing import accounts
 
-    documents = [
-        (await AccountOut.of(session, a)).model_dump(mode="json") for a in await accounts.list_accounts(session)
-    ]
+    # No webhook secrets: a listing is pasted into tickets and shared terminals, and it would hand
+    # out every team's. `accounts show --secret` prints one, on purpose.
+    documents = [without_secret(await AccountOut.of(session, a)) for a in await accounts.list_accounts(session)]
     return Output(documents, columns=ACCOUNT_COLUMNS, rows=_account_rows(documents), empty="(no accounts)")
 
 
 async def accounts_show(session: AsyncSession, args: argparse.Namespace) -> Output:
     from app.admin.accounts import AccountOut
     from app.cli import lookup
+    from app.cli.output import record_table
 
-    return Output(await AccountOut.of(session, await lookup.account(session, args.account)))
+    shown = await AccountOut.of(session, await lookup.account(session, args.account))
+    if not args.secret:
+        return Output(without_secret(shown))
+    document = shown.model_dump(mode="json")
+    # Asked for by name, so on a terminal too (tables leave secrets out otherwise).
+    return Output(
+        document, table=lambda: f"{record_table(without_secret(shown))}\nwebhook_secret  {shown.webhook_secret}"
+    )
 
 
 async def accounts_grant(session: AsyncSession, args: argparse.Namespace) -> Output:
@@ -188,7 +204,7 @@ async def accounts_grant(session: AsyncSession, args: argparse.Namespace) -> Out
     caller = actor_of(session)
     actor = f"{caller} (on behalf of {change.actor})"[:200] if change.actor and change.actor != caller else caller
     changed = await accounts.adjust_credits(session, account.id, change.amount, note=change.note, actor=actor)
-    return Output(await AccountOut.of(session, changed))
+    return Output(without_secret(await AccountOut.of(session, changed)))
 
 
 async def accounts_update(session: AsyncSession, args: argparse.Namespace) -> Output:
@@ -208,7 +224,8 @@ async def accounts_update(session: AsyncSession, args: argparse.Namespace) -> Ou
         raise ValueError("nothing to change: give --name, --budget/--no-budget or --alert-below/--no-alert-below")
     changes = AccountPatch.model_validate(fields).changes()
     account = await lookup.account(session, args.account)
-    return Output(await AccountOut.of(session, await accounts.update_account(session, account.id, changes)))
+    changed = await accounts.update_account(session, account.id, changes)
+    return Output(without_secret(await AccountOut.of(session, changed)))
 
 
 async def accounts_ledger(session: AsyncSession, args: argparse.Namespace) -> Output:

@@ -37,6 +37,7 @@ MODEL_OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--parameters", "parameters", options.name_list, "optional parameters it takes, e.g. seed,negative_prompt"),
     ("--description", "description", str, "a line for people"),
     ("--enabled", "enabled", options.true_or_false, "true or false"),
+    ("--options", "options", options.provider_options, "provider options, e.g. rendering_speed=TURBO ('{}': none)"),
 )
 CHANNEL_FIELDS = (
     "name", "provider", "base_url", "priority", "weight", "multiplier", "timeout_s", "max_concurrency", "models",

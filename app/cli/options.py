@@ -49,6 +49,15 @@ def cost_mapping(text: str) -> dict[str, str]:
     )
 
 
+def provider_options(text: str) -> dict[str, str]:
+    """A model's provider options: `rendering_speed=TURBO` or a JSON object; `{}` removes them all."""
+    return _pairs(
+        text,
+        "must be NAME=VALUE pairs separated by commas, e.g. --options rendering_speed=TURBO, or a JSON "
+        "object ('{}' removes every option)",
+    )
+
+
 def _pairs(text: str, form: str) -> dict[str, str]:
     stripped = text.strip()
     if stripped.startswith("{"):

@@ -11,6 +11,7 @@ and its money always change together.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -159,7 +160,7 @@ class GenerationService:
         """Validate and hold. Raises a 4xx GatewayError (nothing held) or 402."""
         snapshot = await self.catalog.get()
         note(model=request.model)
-        model, candidates = self._plan(snapshot, caller, request)
+        model, request, candidates = self._plan(snapshot, caller, request)
         note(model=model.id)
         top_multiplier = max(channel.multiplier for channel, _ in candidates)
         terms = holds.HoldTerms(
@@ -200,6 +201,7 @@ class GenerationService:
         a crash). Channels are chosen afresh, but only those the held credits still cover."""
         snapshot = await self.catalog.get()
         model = resolve_model(snapshot, terms.model)
+        request = with_model_options(request, model)
         able, _ = self.router.able(request, self.router.serving(snapshot, model.id))
         affordable = [
             (channel, upstream)
@@ -255,11 +257,12 @@ class GenerationService:
 
     def _plan(
         self, snapshot: CatalogSnapshot, caller: Caller, request: ImageRequest
-    ) -> tuple[ModelSpec, list[Candidate]]:
+    ) -> tuple[ModelSpec, ImageRequest, list[Candidate]]:
         model = resolve_model(snapshot, request.model)
         if not caller.may_use(model.id):
             raise ModelNotAllowed(f"This key may not use the model {model.id!r}.", param="model")
         check_capabilities(request, model)
+        request = with_model_options(request, model)
         # The placeholder stands aside wherever a real channel maps the model (router.serving).
         served = self.router.serving(snapshot, model.id)
         if not served:
@@ -273,7 +276,7 @@ class GenerationService:
                     param=sorted(refused)[0],
                 )
             raise NoChannelAvailable(f"No enabled channel serves {model.id} right now.")
-        return model, able
+        return model, request, able
 
     async def _settle(self, admitted: Admitted, routed: Routed, started: float, finish: Finish) -> Generated:
         terms = admitted.terms
@@ -344,6 +347,15 @@ class GenerationService:
             self.metrics.ended(admitted.terms.model, status)
 
 
+def with_model_options(request: ImageRequest, model: ModelSpec) -> ImageRequest:
+    """The request carrying its catalog model's provider options (Ideogram's rendering speed…),
+    taken from the model as it is now: set before adapters judge the request, so a channel that
+    cannot honour an option is refused before any hold."""
+    if request.options == model.options:
+        return request
+    return dataclasses.replace(request, options=dict(model.options))
+
+
 def _status_of(error: GatewayError) -> str:
     return "filtered" if isinstance(error, AllImagesFiltered) else "failed"
 
@@ -392,4 +404,5 @@ def _record_of(attempt: Attempt) -> AttemptRecord:
         error_code=attempt.error_code,
         error=attempt.error,
         upstream_cost=attempt.upstream_cost,
+        usage=attempt.usage,
     )

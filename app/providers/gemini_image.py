@@ -24,6 +24,7 @@ Gemini API `PromptFeedback.BlockReason` reference:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ from app.providers.errors import (
     UpstreamRetryable,
 )
 from app.providers.image_check import checked_image
+from app.providers.imagen_wire import google_base
 from app.providers.upstream_http import post_json
 from app.specs import ChannelSpec
 
@@ -88,12 +90,12 @@ class GeminiImageProvider:
         self.tokens = tokens
 
     def unsupported(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> list[str]:
-        return unsupported_parameters(request, vertex=is_vertex(channel.base_url))
+        return unsupported_parameters(request, vertex=is_vertex(google_base(channel)))
 
     async def generate(self, request: ImageRequest, channel: ChannelSpec, upstream_model: str) -> ImageResult:
         auth, secrets = await google_auth(channel, self.tokens, "x-goog-api-key")
-        url = generate_content_url(channel.base_url, upstream_model)
-        vertex = is_vertex(channel.base_url)
+        url = generate_content_url(google_base(channel), upstream_model)
+        vertex = is_vertex(google_base(channel))
         # One image per call. The task group cancels every call still in flight if this request is
         # cancelled (client gone, routing deadline), so nothing keeps running for a dead request.
         async with asyncio.TaskGroup() as group:
@@ -183,6 +185,7 @@ class _InlineData(msgspec.Struct):
 
 class _Part(msgspec.Struct):
     thought: Any = None
+    text: Any = None
     inlineData: _InlineData | None = None
     inline_data: _InlineData | None = None
 
@@ -229,19 +232,27 @@ def parse_response(body: bytes | bytearray) -> GeneratedImage | Withheld:
 
 
 def _first_image(content: _Content | None) -> GeneratedImage | None:
+    """The candidate's first final image, with the candidate's text parts (a caption the model
+    wrote beside it) attached for the formats that pass text through."""
+    image: GeneratedImage | None = None
+    texts: list[str] = []
     for part in (content.parts if content else None) or []:
         if part.thought is True:
             continue
+        if isinstance(part.text, str) and part.text.strip():
+            texts.append(part.text)
         # Google answers camelCase; relays that re-serialise the proto may keep snake_case.
         blob = part.inlineData or part.inline_data
-        if blob is None:
+        if blob is None or image is not None:
             continue
         data = base64_text(blob.data)
         if data is not None:
             # An image model's inline data is its image: anything else (a page, a script, text
             # labelled as an image or not) is an upstream fault, never delivered.
-            return checked_image(data, "the inlineData of the upstream's answer")
-    return None
+            image = checked_image(data, "the inlineData of the upstream's answer")
+    if image is None or not texts:
+        return image
+    return dataclasses.replace(image, text="\n".join(texts))
 
 
 def _reason(code: str, message: Any) -> str:

@@ -15,6 +15,7 @@ from app.images import ImageRequest, ImageResult
 from app.providers.credentials import GoogleTokenSource, google_auth, redact_error
 from app.providers.errors import UpstreamError, UpstreamRejected
 from app.providers.imagen_wire import (
+    google_base,
     is_fast,
     is_vertex,
     parse_predictions,
@@ -50,11 +51,11 @@ class GoogleImagenProvider:
         missing = unsupported_parameters(request, vertex=vertex, fast=fast)
         if missing:
             raise UpstreamRejected(f"channel {channel.name} ({upstream_model}) cannot honour: {', '.join(missing)}")
-        auth, secrets = await google_auth(channel, self.tokens, default_key_style(channel.base_url))
+        auth, secrets = await google_auth(channel, self.tokens, default_key_style(google_base(channel)))
         try:
             body = await post_json(
                 self.http,
-                predict_url(channel.base_url, upstream_model),
+                predict_url(google_base(channel), upstream_model),
                 body=predict_body(request, vertex=vertex, fast=fast),
                 headers=auth.headers,
                 params=auth.params or None,

@@ -38,8 +38,17 @@ VERTEX_PATH_MARK = "/publishers/google"
 VERTEX_ONLY = ("negative_prompt", "seed")
 
 
+# The Gemini API, where both Google adapters send a channel whose base_url is left empty.
+GEMINI_API_BASE = "https://generativelanguage.googleapis.com/v1beta"
+
+
+def google_base(channel: ChannelSpec) -> str:
+    """The channel's base URL, or the Gemini API's when the operator left it empty."""
+    return channel.base_url or GEMINI_API_BASE
+
+
 def is_vertex(channel: ChannelSpec) -> bool:
-    path = urlsplit(channel.base_url).path
+    path = urlsplit(google_base(channel)).path
     return VERTEX_PATH_MARK in path or bool(channel.auth.get("service_account_file"))
 
 

@@ -53,11 +53,25 @@ def _openai_images(deps: ProviderDeps) -> ImageProvider:
     return OpenAIImagesProvider(deps.http, deps.fetcher)
 
 
+def _xai_images(deps: ProviderDeps) -> ImageProvider:
+    from app.providers.xai_images import XAIImagesProvider
+
+    return XAIImagesProvider(deps.http)
+
+
+def _ideogram(deps: ProviderDeps) -> ImageProvider:
+    from app.providers.ideogram import IdeogramProvider
+
+    return IdeogramProvider(deps.http, deps.fetcher)
+
+
 FACTORIES: Mapping[str, ProviderFactory] = {
     "local": _local,
     "google-imagen": _google_imagen,
     "gemini-image": _gemini_image,
     "openai-images": _openai_images,
+    "ideogram": _ideogram,
+    "xai-images": _xai_images,
 }
 
 PROVIDER_NAMES = tuple(FACTORIES)

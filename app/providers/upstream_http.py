@@ -43,6 +43,32 @@ async def post_json(
         headers={"content-type": "application/json", "accept": "application/json", **headers},
         timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
     )
+    return await send(http, request)
+
+
+async def post_form(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    fields: list[tuple[str, str]],
+    headers: dict[str, str],
+    timeout_s: float,
+) -> bytearray:
+    """POST `fields` as multipart/form-data (text fields only: no filename, no per-part type, as
+    an HTML form sends them) and return the successful answer's body, or a typed upstream error."""
+    request = http.build_request(
+        "POST",
+        url,
+        # httpx writes multipart only when given parts; a part with no filename is a plain field.
+        files=[(name, (None, value.encode())) for name, value in fields],
+        headers={"accept": "application/json", **headers},
+        timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+    )
+    return await send(http, request)
+
+
+async def send(http: httpx.AsyncClient, request: httpx.Request) -> bytearray:
+    """Send a built upstream request and classify whatever goes wrong (see post_json)."""
     try:
         response = await http.send(request, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -103,7 +129,7 @@ def status_error(status: int, headers: httpx.Headers, raw: bytes | bytearray) ->
 
 
 def upstream_error_fields(raw: bytes | bytearray) -> tuple[str, str | None]:
-    """The message and code of an upstream error body (Google's or OpenAI's shape).
+    """The message and code of an upstream error body (Google's or OpenAI's shape, or xAI's flat one).
 
     Only these fields are ever passed on, never the body as a whole; routing still scrubs the
     channel's credentials from the message before anyone sees it.
@@ -113,6 +139,10 @@ def upstream_error_fields(raw: bytes | bytearray) -> tuple[str, str | None]:
     except orjson.JSONDecodeError:
         return "", None
     error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and isinstance(body, dict):
+        # xAI's flat shape: {"code": "400", "error": "Argument not supported: size"}.
+        code = body.get("code")
+        return error.strip()[:1000], code if isinstance(code, str) else None
     if not isinstance(error, dict):
         return "", None
     message = error.get("message")

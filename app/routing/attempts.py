@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.billing.attempt_rows import AttemptRecord
+from app.images import ImageResult
 from app.providers.credentials import scrub_secrets
 from app.providers.errors import UpstreamError
 from app.specs import ChannelSpec
@@ -41,8 +42,12 @@ class Attempt:
     # filtered), or it went silent after the request was sent. Connect failures, 4xx, 429 and
     # 5xx answers are not billed.
     possibly_billed: bool = False
-    # The channel's cost for this upstream model × images returned; None when it has no cost.
+    # What the call cost upstream: the provider's own figure when it reports one
+    # (ImageResult.upstream_cost), else the channel's cost for this upstream model × images
+    # returned; None when neither is known.
     upstream_cost: Decimal | None = None
+    # The provider's usage block for the call (ImageResult.usage), kept as it answered it.
+    usage: dict[str, Any] | None = None
 
     @property
     def called(self) -> bool:
@@ -70,6 +75,7 @@ class Attempt:
             error_code=self.error_code,
             error=self.error,
             upstream_cost=self.upstream_cost,
+            usage=self.usage,
         )
 
     def as_record(self) -> dict[str, Any]:
@@ -95,7 +101,10 @@ def attempt_of(
     exc: UpstreamError | None = None,
     *,
     images: int = 0,
+    result: ImageResult | None = None,
 ) -> Attempt:
+    """The attempt record of one call; `result` is the adapter's answer when it gave one (its
+    reported cost and usage block are kept)."""
     return Attempt(
         channel_id=channel.id,
         channel=channel.name,
@@ -109,14 +118,20 @@ def attempt_of(
         images=images,
         error_code=_error_code(outcome, exc, channel),
         possibly_billed=_possibly_billed(outcome, exc),
-        upstream_cost=_upstream_cost(channel, upstream_model, images),
+        upstream_cost=_upstream_cost(channel, upstream_model, images, result),
+        usage=result.usage if result is not None else None,
     )
 
 
-def _upstream_cost(channel: ChannelSpec, upstream_model: str, images: int) -> Decimal | None:
-    """What the provider charges for the images it returned (filtered ones included), from the
-    channel's cost table. A call that returned nothing (an error, a timeout) costs 0 here: the
-    images it may have made are unknown."""
+def _upstream_cost(
+    channel: ChannelSpec, upstream_model: str, images: int, result: ImageResult | None
+) -> Decimal | None:
+    """What the provider charges for the images it returned (filtered ones included): its own
+    figure when it reported one (exact, where the price table is an estimate), else the channel's
+    cost table. A call that returned nothing (an error, a timeout) costs 0 here: the images it may
+    have made are unknown."""
+    if result is not None and result.upstream_cost is not None:
+        return result.upstream_cost
     cost = channel.costs.get(upstream_model)
     return None if cost is None else cost * images
 

@@ -143,7 +143,7 @@ async def _call(
         error = exc if isinstance(exc, UpstreamAmbiguous) else UpstreamAmbiguous("the upstream timed out")
         return attempt_of(channel, upstream, "ambiguous", started, started_at, error), 0, []
     returned = len(result.images) + len(result.filtered_reasons)
-    attempt = attempt_of(channel, upstream, "ok", started, started_at, images=returned)
+    attempt = attempt_of(channel, upstream, "ok", started, started_at, images=returned, result=result)
     return attempt, len(result.images), result.filtered_reasons
 
 

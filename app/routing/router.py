@@ -253,7 +253,7 @@ class ChannelRouter:
         await self._healthy(channel, state, started)
         await self._worked(channel)
         returned = len(result.images) + len(result.filtered_reasons)
-        self._note(run, attempt_of(channel, upstream, "ok", started, started_at, images=returned))
+        self._note(run, attempt_of(channel, upstream, "ok", started, started_at, images=returned, result=result))
         return Routed(result, channel, upstream, run.attempts, provider.placeholder)
 
     def _note(self, run: _Run, attempt: Attempt) -> None:
