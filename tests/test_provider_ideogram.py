@@ -7,6 +7,8 @@ connection (sentinels on loopback only: nothing here connects off this machine).
 from __future__ import annotations
 
 import base64
+import csv
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -401,3 +403,18 @@ async def test_model_options_are_validated_patched_and_round_trip_through_config
     full = {k: v for k, v in patched.json().items() if k != "options"}
     partial = await gw.admin("PUT", f"/admin/models/{MODEL}", json=full)
     assert partial.status_code == 400 and "options" in partial.json()["error"]["message"]
+
+
+async def test_a_refused_prompt_is_no_call_the_provider_bills(gw: Harness, ideogram: IdeogramFake) -> None:
+    # Ideogram's 422 comes before any image is made: reconciliation must not expect it on the bill.
+    await ideogram_channel(gw, ideogram, costs={"ideogram-v3": "0.06"})
+    ideogram.error = ideogram_error(422, "Prompt or provided image failed the safety checks")
+    _, key = await gw.account_with_key(credits=100)
+
+    response = await gw.generate(key, {"model": MODEL, "prompt": "a poster"})
+
+    assert response.status_code == 400, response.text
+    export = await gw.admin("GET", "/admin/attempts/export")
+    [row] = csv.DictReader(io.StringIO(export.text, newline=""))
+    assert (row["outcome"], row["possibly_billed"], row["images"]) == ("succeeded", "false", "0")
+    assert row["upstream_cost"] in ("", "0")

@@ -42,8 +42,12 @@ class UpstreamAmbiguous(UpstreamError):
 
 
 class ContentFiltered(UpstreamError):
-    """Every image was withheld by the upstream's safety filter."""
+    """Every image was withheld by the upstream's safety filter.
 
-    def __init__(self, reasons: list[str]) -> None:
+    `billed` is False when the upstream refused the prompt before generating anything (Ideogram's
+    422): then the attempt records no images, no cost, and nothing the provider may bill."""
+
+    def __init__(self, reasons: list[str], *, billed: bool = True) -> None:
         super().__init__("all images were filtered")
         self.reasons = reasons
+        self.billed = billed

@@ -145,7 +145,7 @@ def prompt_refusal(exc: UpstreamError) -> ContentFiltered | None:
     if exc.status != 422:
         return None
     _, _, upstream_text = exc.message.partition("): ")
-    return ContentFiltered([upstream_text or PROMPT_REFUSED])
+    return ContentFiltered([upstream_text or PROMPT_REFUSED], billed=False)
 
 
 def out_of_credit(exc: UpstreamError) -> UpstreamRetryable | None:

@@ -11,7 +11,7 @@ from typing import Any
 from app.billing.attempt_rows import AttemptRecord
 from app.images import ImageResult
 from app.providers.credentials import scrub_secrets
-from app.providers.errors import UpstreamError
+from app.providers.errors import ContentFiltered, UpstreamError
 from app.specs import ChannelSpec
 
 # The router's outcome words → the request log's (busy never reaches the log: no call was made).
@@ -152,6 +152,18 @@ def _error_code(outcome: str, exc: UpstreamError | None, channel: ChannelSpec) -
     if outcome == "retryable" and exc is not None and exc.status is None:
         return "upstream_unreachable"  # no answer at all: connect or transport failure
     return _CLASSIFIED.get(outcome)
+
+
+def filtered_attempt(
+    channel: ChannelSpec, upstream_model: str, started: float, started_at: datetime, exc: ContentFiltered
+) -> Attempt:
+    """An answer whose images were all withheld: billed per image it generated, unless the
+    upstream refused the prompt before generating anything."""
+    if exc.billed:
+        return attempt_of(channel, upstream_model, "filtered", started, started_at, images=len(exc.reasons))
+    attempt = attempt_of(channel, upstream_model, "filtered", started, started_at)
+    attempt.possibly_billed = False
+    return attempt
 
 
 def _possibly_billed(outcome: str, exc: UpstreamError | None) -> bool:

@@ -37,7 +37,7 @@ from app.providers.errors import (
     UpstreamRejected,
     UpstreamRetryable,
 )
-from app.routing.attempts import Attempt, attempt_of
+from app.routing.attempts import Attempt, attempt_of, filtered_attempt
 from app.routing.breaker import BreakerState
 from app.routing.channel_faults import ChannelFaults
 from app.routing.health import HealthStore
@@ -211,7 +211,7 @@ class ChannelRouter:
         except ContentFiltered as exc:
             await self._healthy(channel, state, started)
             await self._worked(channel)
-            self._note(run, attempt_of(channel, upstream, "filtered", started, started_at, images=len(exc.reasons)))
+            self._note(run, filtered_attempt(channel, upstream, started, started_at, exc))
             return Routed(ImageResult([], exc.reasons), channel, upstream, run.attempts, provider.placeholder)
         except UpstreamRetryable as exc:
             limited = exc.status == 429
