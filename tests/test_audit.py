@@ -233,3 +233,14 @@ def test_changes_from_the_command_line_are_logged_as_cli_and_the_user(
     assert {created["actor"], grant["actor"]} == {f"cli:{getpass.getuser()}"}
     assert (created["action"], created["changes"]["name"]) == ("create", [None, "from-the-shell"])
     assert (grant["action"], grant["changes"]["balance"]) == ("grant", ["0", "15"])
+
+
+@pytest.mark.parametrize("cursor", ["abc", "99999999999999999999"])
+def test_a_bad_cursor_on_the_command_line_is_named_not_a_traceback(
+    settings: Settings, database_url: str, cursor: str
+) -> None:
+    # A number past the id column's 64 bits reached the database before (OverflowError on SQLite).
+    env = gateway_env(database_url, settings.data_dir)
+    assert run_cli(env, "accounts", "create", "someone", "--json")[0] == 0  # a migrated database
+    code, err = run_cli(env, "audit", "list", "--cursor", cursor)
+    assert (code, err.strip()) == (2, "error: --cursor must be the next_cursor of a previous page")

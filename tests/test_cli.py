@@ -90,6 +90,10 @@ def test_objects_are_named_by_name_or_id_and_json_goes_to_a_pipe(env: dict[str, 
     assert code == 1 and first["id"] in err and second["id"] in err and "Use the key's id" in err
     assert ok(env, "keys", "revoke", second["prefix"])["revoked_at"] is not None
     assert [k["revoked_at"] is None for k in ok(env, "keys", "list", "--account", "my-team")] == [True, False]
+    # A whole key that names no key is not echoed back: it is a secret all the same.
+    stranger = first["key"][:-4] + ("aaaa" if not first["key"].endswith("aaaa") else "bbbb")
+    code, _, err = run(env, "keys", "show", stranger)
+    assert code == 1 and "No key with id, prefix or name" in err and stranger not in err
 
     code, _, err = run(env, "channels", "update", "google-a", "--priority", "20")
     assert code == 1 and "error: No channel with id or name 'google-a'" in err

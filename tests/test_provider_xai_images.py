@@ -3,6 +3,7 @@ gateway in front of a fake xAI API on 127.0.0.1 (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from app.catalog.defaults import extra_first_start_channels
 from app.images import AspectRatio, Base64Text, ImageRequest, ImageSize
+from app.providers.errors import UpstreamRejected
 from app.providers.xai_images import (
     DEFAULT_BASE_URL,
     XAIImagesProvider,
@@ -152,6 +154,20 @@ async def test_twelve_images_are_two_calls_and_their_costs_add_up(xai: FakeXAI) 
     assert result.usage == {"cost_in_usd_ticks": 2_400_000_000}
 
 
+async def test_a_key_variable_left_unset_is_a_typed_rejection_not_a_crash(
+    xai: FakeXAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resolved inside a call task, the missing key escaped as an ExceptionGroup: a 500, no failover.
+    monkeypatch.delenv("XAI_TEST_UNSET_KEY", raising=False)
+    channel = dataclasses.replace(_spec(xai.url), auth={"api_key_env": "XAI_TEST_UNSET_KEY"})
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(UpstreamRejected, match="XAI_TEST_UNSET_KEY is not set"):
+            await XAIImagesProvider(http).generate(
+                ImageRequest(model="grok-imagine", prompt="p", n=12), channel, UPSTREAM
+            )
+    assert xai.requests == []
+
+
 # --- through the gateway ------------------------------------------------------------------------
 
 
@@ -267,7 +283,12 @@ async def test_quality_is_refused_except_on_grok_imagine_image_2(gw: Harness, xa
     ("mode", "outcome", "message"),
     [
         ("401", "rejected", "credentials"),
-        ("403_balance", "rejected", "run out of credits"),
+        # Re-worded for xAI, the upstream's own words kept.
+        (
+            "403_balance",
+            "rejected",
+            "run out of credits or be blocked; the operator must top up or fix the channel: Your team",
+        ),
         ("429", "failed", "rate limiting"),
         ("529", "failed", "overloaded"),
         ("500", "failed", "failed (500)"),
@@ -332,6 +353,9 @@ async def test_moderation_is_400_moderation_blocked_with_nothing_charged(
     assert response.json()["error"]["code"] == "moderation_blocked"
     assert second_xai.requests == []  # another channel would block it the same way
     await _assert_nothing_charged(gw, account_id)
+    # A 400 refusal made nothing, so reconciliation must not expect it on xAI's bill.
+    [attempt] = (await gw.admin("GET", f"/admin/requests/{response.headers['x-request-id']}")).json()["attempts"]
+    assert attempt["possibly_billed"] is (mode == "blocked")
 
 
 async def test_rate_limited_alone_tells_the_caller_when_to_come_back(gw: Harness, xai: FakeXAI) -> None:

@@ -215,6 +215,8 @@ async def test_pages_walk_every_request_newest_first(routed: tuple[Harness, Upst
         ({"start": "yesterday"}, "start"),
         ({"start": "2026-12-02T00:00:00Z", "end": "2026-12-01T00:00:00Z"}, "end"),
         ({"cursor": "not-a-cursor"}, "cursor"),
+        # "0001-01-01T00:00:00+05:00|req_x": a well-formed instant that overflows on the way to UTC.
+        ({"cursor": "MDAwMS0wMS0wMVQwMDowMDowMCswNTowMHxyZXFfeA"}, "cursor"),
         ({"client_request_id": "x" * 129}, "client_request_id"),
         ({"account": "a\x00b"}, "account"),
         ({"acount": "typo"}, "acount"),

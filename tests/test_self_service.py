@@ -108,6 +108,8 @@ async def test_the_task_list_pages_newest_first_filters_and_shows_only_the_accou
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": base64.urlsafe_b64encode(b"2026-11-01T00:00:00|task_x").decode()}, "cursor"),  # no zone
         ({"cursor": base64.urlsafe_b64encode(b"yesterday|task_x").decode()}, "cursor"),
+        # An instant whose offset takes it before year 1 in UTC.
+        ({"cursor": base64.urlsafe_b64encode(b"0001-01-01T00:00:00+05:00|task_x").decode()}, "cursor"),
         ({"state": "queued"}, "state"),
     ],
 )

@@ -415,7 +415,7 @@ async def test_bad_report_parameters_are_400s_naming_the_parameter(gw: Harness) 
         assert response.json()["error"]["param"] == param
     refused = await gw.admin("GET", "/admin/usage", params={"groupby": "model"})
     assert "unknown parameter 'groupby'" in refused.json()["error"]["message"].lower()
-    for path in ("/admin/usage/export", "/admin/attempts/export"):
+    for path in ("/admin/usage/export", "/admin/attempts/export", "/admin/ledger/export"):
         typo = await gw.admin("GET", path, params={"since": "2026-11-01"})
         assert typo.status_code == 400 and typo.json()["error"]["param"] == "since", typo.text
     export = await gw.admin("GET", "/admin/usage/export", params={"start": "2026-11-01T00:00:00"})

@@ -82,14 +82,16 @@ async def audit_log(gateway: AdminGateway, search: Annotated[AuditSearch, Query(
             entity=search.entity,
             entity_id=search.entity_id,
             limit=search.limit,
-            before_id=_cursor(search.cursor),
+            before_id=page_cursor(search.cursor),
         )
     data = [AuditEntryOut.of(entry) for entry in entries]
     following = str(entries[-1].id) if len(entries) == search.limit else None
     return AuditPage(data=data, next_cursor=following)
 
 
-def _cursor(cursor: str | None) -> int | None:
+def page_cursor(cursor: str | None) -> int | None:
+    """A `next_cursor` back as the id to page before (the command line's `--cursor` too): within
+    the id column's 64 bits, so that no database is asked about a number it cannot hold."""
     if cursor is None:
         return None
     if not (cursor.isascii() and cursor.isdigit()) or not 0 < int(cursor) < 2**63:

@@ -48,8 +48,8 @@ USAGE_DESCRIPTION = """Requests, images and credits created in [start, end), gro
 - `requests` counts requests in any status; `images` and `credits` only what was delivered and
   charged, so `totals.credits` equals the ledger's charges for these requests, negated.
 - `upstream_cost` sums the `upstream_cost` of every upstream attempt of these requests (the
-  channel's `costs` for the upstream model × images the upstream returned; failed-over attempts
-  included). Grouped by `channel`, `provider` or `upstream_model`, an attempt counts under its own
+  provider's own reported cost when it sends one, else the channel's `costs` for the upstream
+  model × images the upstream returned; failed-over attempts included). Grouped by `channel`, `provider` or `upstream_model`, an attempt counts under its own
   channel, provider and upstream model, so a group may have a cost and no requests.
 - `revenue` = credits × GATEWAY_CREDIT_VALUE; `margin` = revenue − upstream_cost (exact decimal
   strings, in the providers' currency).
@@ -157,6 +157,7 @@ async def ledger_check(gateway: AdminGateway) -> LedgerCheck:
 @router.get(
     "/ledger/export",
     response_class=StreamingResponse,
+    dependencies=CHECKED,
     responses={200: {"content": {"text/csv": {}}, "description": "One CSV row per ledger entry."}},
     summary="The ledger as CSV: grants, adjustments and charges",
     description=(

@@ -42,8 +42,8 @@ class UsageTotalsOut(BaseModel):
     images: int = Field(description="Images delivered by succeeded requests.")
     credits: Credits = Field(description="Credits charged: the ledger's charges for these requests, negated.")
     upstream_cost: Credits = Field(
-        description="What the upstream attempts of these requests cost (channel `costs` × images returned), in the "
-        "providers' currency; attempts on channels without a cost for their upstream model count 0."
+        description="What the upstream attempts of these requests cost (the provider's reported cost, else the "
+        "channel's `costs` × images returned), in the providers' currency; attempts with neither count 0."
     )
     revenue: Money = Field(description="credits × GATEWAY_CREDIT_VALUE, in currency units.")
     margin: Money = Field(description="revenue − upstream_cost.")

@@ -13,7 +13,7 @@ class Alert(Base):
     """One event to announce at GATEWAY_ALERT_URL: an outbox row, written in the transaction that
     noticed the event and delivered (with retries) by whichever replica claims it.
 
-    `dedupe_key` names the crossing ("account.low_balance:acc_…:<n>", "budget.threshold:key_…:
+    `dedupe_key` names the crossing ("account.low_balance:acc_…:<instant>", "budget.threshold:key_…:
     month:2026-12-01:80"): the unique index makes "once per crossing" a database fact even when
     several replicas notice the same crossing.
     """

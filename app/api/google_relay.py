@@ -19,10 +19,11 @@ from app.api.idempotent import with_idempotency
 from app.api.replay import ReplayTemplate
 from app.api.schemas import GOOGLE_ERROR_RESPONSES, GenerateContentResponse, PredictResponse
 from app.errors import GatewayError, NotFound
-from app.generation.results import AllImagesFiltered
-from app.http.caller_post import GooglePostDep
+from app.generation.results import AllImagesFiltered, Generated
+from app.http.caller_post import CallerPost, GooglePostDep
 from app.http.disconnect import unless_disconnected
 from app.http.errors import WireRoute
+from app.images import ImageRequest
 
 
 class GoogleRoute(WireRoute):
@@ -61,22 +62,26 @@ async def known_version(request: Request) -> None:
         raise NotFound(f"No route {request.url.path}: the version must be v1 or v1beta1.")
 
 
+async def _generate(request: Request, post: CallerPost, image_request: ImageRequest, keep_files: bool) -> Generated:
+    """The canonical pipeline for one relayed request, abandoned if the client goes away."""
+    return await unless_disconnected(
+        request,
+        post.gateway.generation.generate(
+            post.caller,
+            replace(image_request, keep_files=keep_files),
+            endpoint=post.endpoint,
+            request_id=post.request_id,
+            client_request_id=post.client_request_id,
+        ),
+    )
+
+
 async def predict(request: Request, model: str, post: GooglePostDep) -> Response:
-    gateway = post.gateway
     image_request, params = parse_predict_request(model, post.body)
 
     async def produce(keep_files: bool) -> tuple[Response, ReplayTemplate | None]:
         try:
-            generated = await unless_disconnected(
-                request,
-                gateway.generation.generate(
-                    post.caller,
-                    replace(image_request, keep_files=keep_files),
-                    endpoint=post.endpoint,
-                    request_id=post.request_id,
-                    client_request_id=post.client_request_id,
-                ),
-            )
+            generated = await _generate(request, post, image_request, keep_files)
         except AllImagesFiltered as filtered:
             # Google answers 200 with {} when every image was filtered. Nothing was charged, so
             # nothing is kept for replay: a retry with the same key runs again.
@@ -92,25 +97,15 @@ async def predict(request: Request, model: str, post: GooglePostDep) -> Response
 
 async def generate_content(request: Request, model: str, post: GooglePostDep) -> Response:
     """One canonical request, the same pipeline as every route; Gemini's body in and out."""
-    gateway = post.gateway
     image_request = parse_generate_content_request(model, post.body)
 
     async def produce(keep_files: bool) -> tuple[Response, ReplayTemplate | None]:
         try:
-            generated = await unless_disconnected(
-                request,
-                gateway.generation.generate(
-                    post.caller,
-                    replace(image_request, keep_files=keep_files),
-                    endpoint=post.endpoint,
-                    request_id=post.request_id,
-                    client_request_id=post.client_request_id,
-                ),
-            )
+            generated = await _generate(request, post, image_request, keep_files)
         except AllImagesFiltered as filtered:
             # Gemini answers 200 with withheld candidates. Nothing was charged, so nothing is kept
             # for replay: a retry with the same key runs again.
-            served = (await gateway.catalog.get()).resolve(model)  # modelVersion: the catalog id
+            served = (await post.gateway.catalog.get()).resolve(model)  # modelVersion: the catalog id
             body = withheld_only(filtered.reasons, model=served.id if served else model, request_id=filtered.request_id)
             return Response(body, media_type="application/json", headers={"x-gateway-credits": "0"}), None
         kept = GenerateContentAnswer.of(generated)

@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.billing.budgets import Budget, BudgetStatus, budget_status, resync_spend
+from app.billing.budgets import Budget, BudgetStatus, budget_status, recount_spend, tie_pending
 
 
 class Keep(Enum):
@@ -48,8 +48,12 @@ async def set_budget(
     if budget.period != had_period:
         # A new budget, or one that now counts another period: the spend kept so far (if any)
         # is not this period's, so count it again from the requests themselves.
+        # In the order every settlement locks: its request, then the account, then the spend row
+        # (app/billing/budgets.py), so the change is not flushed before the requests are tied.
+        with session.sync_session.no_autoflush:
+            await tie_pending(session, scope_id, budget.period, now)
         await session.flush()
-        await resync_spend(session, scope_id, budget.period, now)
+        await recount_spend(session, scope_id, budget.period, now)
 
 
 async def current_budget(session: AsyncSession, row: HasBudget, scope_id: str, now: datetime) -> BudgetStatus | None:

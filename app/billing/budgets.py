@@ -5,7 +5,8 @@ A budget period is named by its window, "<period>:<first day>" ("month:2026-12-0
 is frozen onto a request when its hold is placed, so a hold that ends after midnight still gives
 back to the period it was taken from. What a window has spent (charges plus open holds) is kept in
 `budget_spend`; the hold path moves it (app/billing/budget_holds.py), the admin API reads it and,
-when a budget is set in the middle of a period, counts it again from the requests (`resync_spend`).
+when a budget is set in the middle of a period, counts it again from the requests (`tie_pending`,
+`recount_spend`).
 """
 
 from __future__ import annotations
@@ -105,31 +106,35 @@ async def budget_status(
     )
 
 
-async def resync_spend(session: AsyncSession, scope_id: str, period: str, now: datetime) -> Decimal:
-    """Count the spend of the period containing `now` again from the requests of the account or
-    key `scope_id` created in it: the credits of those that succeeded plus the holds of those
-    still pending. Returns it.
-
-    For a budget set (or moved to another period) mid-period. The pending requests are tied to
-    this window, so that ending them gives back to it what they did not spend, as if their hold
-    had been placed under the budget. Locks in the hold path's order (a request, then its spend
-    row) so that PostgreSQL never sees the two wait for each other: the pending requests first
-    (one ending meanwhile is counted ended, or ends afterwards and gives back), then the spend
-    row (a hold placed meanwhile adds to it after this count, or is in it).
-    """
+async def tie_pending(session: AsyncSession, scope_id: str, period: str, now: datetime) -> None:
+    """Tie the pending requests of the account or key `scope_id` created in the period containing
+    `now` to that period's window, so that ending them gives back to it what they did not spend,
+    as if their hold had been placed under the budget. The first step of a resync."""
     window = window_of(period, now)
     start, end = window_start(period, now), window_end(period, now)
-    owners = (
-        (UsageRecord.account_id, UsageRecord.account_budget_window),
-        (UsageRecord.key_id, UsageRecord.key_budget_window),
-    )
-    for owner, frozen in owners:
+    for owner, frozen in _OWNERS:
         await session.execute(
             update(UsageRecord)
             .where(owner == scope_id, UsageRecord.status == "pending", _created_in(start, end))
             .values({frozen: window})
             .execution_options(synchronize_session=False)
         )
+
+
+async def recount_spend(session: AsyncSession, scope_id: str, period: str, now: datetime) -> Decimal:
+    """Count the spend of the period containing `now` again from the requests of `scope_id`
+    created in it: the credits of those that succeeded plus the holds of those still pending
+    (tied by `tie_pending` first). Returns it.
+
+    A budget set (or moved to another period) mid-period calls both, in the order every
+    settlement takes its locks: the requests (`tie_pending`), then the account or key row (the
+    change itself, flushed between the two), then the spend row here. PostgreSQL then never sees
+    a settlement and a budget change wait for each other. A request ending meanwhile is counted
+    ended, or ends afterwards and gives back; a hold placed meanwhile adds to the row after this
+    count, or is in it.
+    """
+    window = window_of(period, now)
+    start, end = window_start(period, now), window_end(period, now)
     await ensure_spend_row(session, scope_id, window)
     here = and_(BudgetSpend.scope == scope_id, BudgetSpend.window == window)
     await session.execute(update(BudgetSpend).where(here).values(spent=BudgetSpend.spent))  # the row lock
@@ -140,13 +145,20 @@ async def resync_spend(session: AsyncSession, scope_id: str, period: str, now: d
     )
     total = type_coerce(func.coalesce(func.sum(counted), 0), Fixed4())
     spent = Decimal(0)
-    for owner, _ in owners:
+    for owner, _ in _OWNERS:
         # One sum per owner column, each on its own index (an OR of the two would scan).
         spent += await session.scalar(select(total).where(owner == scope_id, _created_in(start, end))) or 0
     await session.execute(
         update(BudgetSpend).where(here).values(spent=spent).execution_options(synchronize_session=False)
     )
     return spent
+
+
+# An account's or a key's requests, and the column freezing the window each counts against.
+_OWNERS = (
+    (UsageRecord.account_id, UsageRecord.account_budget_window),
+    (UsageRecord.key_id, UsageRecord.key_budget_window),
+)
 
 
 def _created_in(start: datetime, end: datetime) -> ColumnElement[bool]:

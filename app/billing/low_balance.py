@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.alerts.outbox import queue_alert
+from app.alerts.events import LowBalance, queue_low_balance
 from app.billing.amounts import render
 from app.billing.models import Account
 from app.db import utcnow
@@ -36,20 +36,14 @@ async def check_low_balance(session: AsyncSession, account_id: str) -> bool:
     if crossed is None:
         return False
     name, balance, held, alert_below = crossed
-    now = utcnow()
-    await queue_alert(
-        session,
-        "account.low_balance",
-        # One alert per crossing: the instant makes the next crossing (after a re-arm) a new key.
-        f"account.low_balance:{account_id}:{now.isoformat()}",
-        {
-            "account_id": account_id,
-            "account_name": name,
-            "available": render(balance - held),
-            "alert_below": render(alert_below) if alert_below is not None else None,
-        },
+    data = LowBalance(
+        account_id=account_id,
+        account_name=name,
+        available=render(balance - held),
+        # Never None here: the WHERE above moved the flag only for an account with a threshold.
+        alert_below=render(alert_below) if alert_below is not None else "",
     )
-    return True
+    return await queue_low_balance(session, data, utcnow())
 
 
 async def rearm_low_balance(session: AsyncSession, account_id: str) -> None:

@@ -51,11 +51,12 @@ class Cursor:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             instant, request_id = raw.split("|", 1)
             created_at = datetime.fromisoformat(instant)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            if created_at.tzinfo is None or not request_id:
+                raise ValueError(text)
+            # (An offset at the ends of the calendar overflows on the way to UTC.)
+            return cls(created_at.astimezone(UTC), request_id)
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             raise InvalidValue("cursor is not one this API handed out.", param="cursor") from None
-        if created_at.tzinfo is None or not request_id:
-            raise InvalidValue("cursor is not one this API handed out.", param="cursor")
-        return cls(created_at.astimezone(UTC), request_id)
 
 
 async def search(

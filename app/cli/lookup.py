@@ -64,7 +64,9 @@ async def key(session: AsyncSession, ref: str) -> ApiKey:
             return _one(found, ref, "prefix")
     named = (await session.scalars(select(ApiKey).where(ApiKey.name == ref).order_by(ApiKey.created_at))).all()
     if not named:
-        raise NotFound(f"No key with id, prefix or name {ref!r} (`image-gateway keys list` shows them).")
+        # A whole key that names nothing is still a secret (of another gateway, say): not echoed.
+        shown = ref[:PREFIX_LENGTH] + "…" if ref.startswith(KEY_PREFIX) and len(ref) > PREFIX_LENGTH else ref
+        raise NotFound(f"No key with id, prefix or name {shown!r} (`image-gateway keys list` shows them).")
     return _one(named, ref, "name")
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli.output import Output
 from app.cli.running import changing, reading, utc_datetime
+from app.operators.roles import ROLES
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +28,7 @@ def add_commands(commands: Subcommands) -> None:
     p.add_argument(
         "--role",
         required=True,
-        choices=["viewer", "finance", "admin"],
+        choices=ROLES,
         help="viewer reads all but secrets; finance also grants credits, sets budgets, exports; admin does all",
     )
     p.set_defaults(run=changing(operators_create))
@@ -88,12 +89,15 @@ async def operators_revoke(session: AsyncSession, args: argparse.Namespace) -> O
 
 
 async def audit_list(session: AsyncSession, args: argparse.Namespace) -> Output:
-    from app.admin.audit import AuditEntryOut, AuditPage
+    from app.admin.audit import AuditEntryOut, AuditPage, page_cursor
     from app.billing.usage_report import check_range
+    from app.errors import InvalidValue
     from app.operators.audit import audit_entries
 
-    if args.cursor is not None and not (args.cursor.isascii() and args.cursor.isdigit()):
-        raise ValueError("--cursor must be the next_cursor of a previous page")
+    try:
+        before_id = page_cursor(args.cursor)
+    except InvalidValue:
+        raise ValueError("--cursor must be the next_cursor of a previous page") from None
     start, end = check_range(args.start, args.end)
     entries = await audit_entries(
         session,
@@ -103,7 +107,7 @@ async def audit_list(session: AsyncSession, args: argparse.Namespace) -> Output:
         entity=args.entity,
         entity_id=args.entity_id,
         limit=args.limit,
-        before_id=int(args.cursor) if args.cursor is not None else None,
+        before_id=before_id,
     )
     page = AuditPage(
         data=[AuditEntryOut.of(entry) for entry in entries],

@@ -4,7 +4,7 @@ FastAPI ignores unknown query parameters, so `?groupby=model` (a typo of `group_
 an ungrouped report as if it had been asked for, and finance would read the wrong numbers. Routes
 where a misspelt parameter changes the answer add `OnlyKnownQuery` to their `dependencies`:
 
-    @router.get("/usage", dependencies=[AdminGuard, OnlyKnownQuery])
+    @router.get("/usage", dependencies=[Depends(require_admin), OnlyKnownQuery])
 
 The parameters a route takes are read from its own signature and its dependencies', so the list
 can never drift from what the route declares.

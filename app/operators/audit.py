@@ -4,8 +4,8 @@ Changes made through the ORM are recorded without the services' help: `watch` ho
 unit of work's session, and before each flush turns the new, changed and deleted rows of the
 watched entity types into audit entries, which are then flushed (and later committed or rolled
 back) together with the change. A change made with bulk SQL is seen through the append-only row
-that records it, when there is one (a credit grant's ledger entry: `Watched.as_change`), or else
-recorded by calling `record`. Secret fields are written as "***", before and after.
+that records it (a credit grant's ledger entry: `Watched.as_change`); one without such a row is
+not in the log. Secret fields are written as "***", before and after.
 """
 
 from __future__ import annotations
@@ -88,24 +88,9 @@ def _merged(earlier: Mapping[str, list[Any]], later: Mapping[str, list[Any]]) ->
 
 
 def actor_of(session: AsyncSession) -> str:
-    """Who is making the changes in this unit of work ("" outside the admin API)."""
+    """Who is making the changes in this unit of work: the actor `watch` was given (an operator,
+    "root", "cli:<user>", "config"), or "" in a session nobody watches."""
     return str(session.info.get(_ACTOR, ""))
-
-
-def record(
-    session: AsyncSession, action: str, entity: str, entity_id: str, changes: Mapping[str, Sequence[Any]]
-) -> None:
-    """Log a change the ORM does not see (one made with bulk SQL), as this unit of work's actor."""
-    session.add(
-        AuditEntry(
-            at=utcnow(),
-            actor=actor_of(session) or "gateway",
-            action=action,
-            entity=entity,
-            entity_id=entity_id,
-            changes={name: [_json(before), _json(after)] for name, (before, after) in changes.items()},
-        )
-    )
 
 
 async def audit_entries(

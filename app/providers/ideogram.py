@@ -39,7 +39,7 @@ from app.providers.answer_json import Raw, decode_answer, value
 from app.providers.credentials import channel_api_key, redact_error
 from app.providers.errors import ContentFiltered, UpstreamError, UpstreamRetryable
 from app.providers.image_fetch import fetch_image
-from app.providers.upstream_http import post_form
+from app.providers.upstream_http import post_form, upstream_detail
 from app.specs import ChannelSpec
 
 DEFAULT_BASE_URL = "https://api.ideogram.ai"
@@ -144,7 +144,7 @@ def prompt_refusal(exc: UpstreamError) -> ContentFiltered | None:
     """Ideogram's 422: the prompt failed its safety check. Nothing was generated or billed."""
     if exc.status != 422:
         return None
-    _, _, upstream_text = exc.message.partition("): ")
+    upstream_text = upstream_detail(exc)
     return ContentFiltered([upstream_text or PROMPT_REFUSED], billed=False)
 
 
@@ -153,7 +153,7 @@ def out_of_credit(exc: UpstreamError) -> UpstreamRetryable | None:
     another channel (or this one after a top-up) can serve the request."""
     if exc.status != 402:
         return None
-    _, _, upstream_text = exc.message.partition("): ")
+    upstream_text = upstream_detail(exc)
     detail = f": {upstream_text}" if upstream_text else ""
     return UpstreamRetryable(
         f"the upstream account cannot pay for this request (402); the operator must add credit{detail}",

@@ -46,7 +46,7 @@ from app.providers.credentials import channel_api_key, key_auth, redact_error
 from app.providers.errors import ContentFiltered, UpstreamError, UpstreamRejected, UpstreamRetryable
 from app.providers.image_check import checked_image
 from app.providers.image_fetch import fetch_image
-from app.providers.upstream_http import post_json
+from app.providers.upstream_http import post_json, upstream_detail
 from app.specs import ChannelSpec
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -235,7 +235,7 @@ def out_of_quota(exc: UpstreamRetryable) -> UpstreamRetryable | None:
     out on purpose: routing reads 429 as "rate limited"; the message keeps it."""
     if exc.status != 429 or exc.upstream_code != "insufficient_quota":
         return None
-    _, _, upstream_text = exc.message.partition("): ")
+    upstream_text = upstream_detail(exc)
     return UpstreamRetryable(
         "the channel's upstream account is out of quota (HTTP 429 insufficient_quota); "
         f"the operator must add credit or raise its limit: {upstream_text or 'no detail'}",
@@ -251,7 +251,7 @@ def moderation_block(exc: UpstreamRejected) -> ContentFiltered | None:
     by_code = exc.upstream_code in MODERATION_CODES
     if not by_code and not any(phrase in exc.message.lower() for phrase in MODERATION_PHRASES):
         return None
-    _, _, upstream_text = exc.message.partition("): ")
+    upstream_text = upstream_detail(exc)
     return ContentFiltered([upstream_text or "blocked by the upstream's safety system"])
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
-from app.providers.errors import UpstreamAmbiguous, UpstreamRejected, UpstreamRetryable
+from app.providers.errors import UpstreamAmbiguous, UpstreamError, UpstreamRejected, UpstreamRetryable
 
 MAX_RESPONSE_BYTES = 200 * 1024 * 1024  # four 2K PNGs in base64 are ~30 MB; far above that is a broken upstream
 # How long an upstream's Retry-After is believed: a longer wait is an outage, not a rate limit.
@@ -126,6 +126,21 @@ def status_error(status: int, headers: httpx.Headers, raw: bytes | bytearray) ->
     else:
         text = f"the upstream rejected the request ({status}){detail}"
     return UpstreamRejected(text, status=status, upstream_code=code)
+
+
+# Where status_error's messages put the upstream's own words: after the operator's instruction for
+# 401/403/404 (their status is followed by more of ours), after "(status): " otherwise.
+DETAIL_MARKS = ("the operator must fix the channel: ", "the operator must remap the channel: ", "): ")
+
+
+def upstream_detail(error: UpstreamError) -> str:
+    """The upstream's own words in a message status_error wrote (already redacted if the error
+    was), or "" when it gave none: what an adapter keeps when it re-words a status."""
+    for mark in DETAIL_MARKS:
+        _, found, detail = error.message.partition(mark)
+        if found:
+            return detail
+    return ""
 
 
 def upstream_error_fields(raw: bytes | bytearray) -> tuple[str, str | None]:

@@ -30,7 +30,7 @@ import msgspec
 
 from app.images import Base64Text, GeneratedImage, ImageRequest, ImageResult
 from app.providers.answer_json import Raw, base64_text, decode_answer
-from app.providers.credentials import channel_api_key, key_auth, redact_error
+from app.providers.credentials import RequestAuth, channel_api_key, key_auth, redact_error
 from app.providers.errors import (
     ContentFiltered,
     UpstreamAmbiguous,
@@ -39,7 +39,7 @@ from app.providers.errors import (
     UpstreamRetryable,
 )
 from app.providers.image_check import checked_image
-from app.providers.upstream_http import post_json
+from app.providers.upstream_http import post_json, upstream_detail
 from app.specs import ChannelSpec
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
@@ -182,13 +182,16 @@ def classify(exc: UpstreamError) -> UpstreamError:
                 upstream_code=exc.upstream_code,
             )
         if any(phrase in text for phrase in MODERATION_PHRASES):
-            return ContentFiltered([_detail(exc).removeprefix(": ") or "blocked by the upstream's moderation"])
+            # Refused before anything was made: nothing the provider bills.
+            return ContentFiltered(
+                [_detail(exc).removeprefix(": ") or "blocked by the upstream's moderation"], billed=False
+            )
     exc.args = (exc.message,)
     return exc
 
 
 def _detail(exc: UpstreamError) -> str:
-    _, _, upstream_text = exc.message.partition("): ")
+    upstream_text = upstream_detail(exc)
     return f": {upstream_text}" if upstream_text else ""
 
 
@@ -208,17 +211,22 @@ class XAIImagesProvider:
             raise UpstreamRejected(
                 f"channel {channel.name} ({upstream_model}) cannot honour: {', '.join(refused)}", status=400
             )
+        # Before the task group: a key that cannot be read (its environment variable unset) is one
+        # typed UpstreamRejected here, where inside a task it would surface as an ExceptionGroup (a 500).
+        auth = key_auth(channel, "bearer")
+        secret = channel_api_key(channel)
         # The task group cancels the other calls if this request is cancelled (deadline, client gone).
         async with asyncio.TaskGroup() as group:
             calls = [
-                group.create_task(self._call(channel, build_body(request, upstream_model, n), n))
+                group.create_task(self._call(channel, auth, secret, build_body(request, upstream_model, n), n))
                 for n in call_sizes(request.n)
             ]
         return combine([call.result() for call in calls])
 
-    async def _call(self, channel: ChannelSpec, body: dict[str, Any], n: int) -> CallResult | UpstreamError:
+    async def _call(
+        self, channel: ChannelSpec, auth: RequestAuth, secret: str | None, body: dict[str, Any], n: int
+    ) -> CallResult | UpstreamError:
         try:
-            auth = key_auth(channel, "bearer")
             answer = await post_json(
                 self.http,
                 generations_url(channel.base_url),
@@ -229,7 +237,7 @@ class XAIImagesProvider:
             )
             return parse_answer(answer, n=n)
         except UpstreamError as exc:
-            return classify(redact_error(exc, [channel_api_key(channel)]))
+            return classify(redact_error(exc, [secret]))
 
 
 def combine(outcomes: list[CallResult | UpstreamError]) -> ImageResult:
@@ -243,7 +251,8 @@ def combine(outcomes: list[CallResult | UpstreamError]) -> ImageResult:
     if not images:
         if errors:
             raise most_telling(errors)
-        raise ContentFiltered(blocked)
+        # Billed only if some call answered (a 200 with a block_reason); 400 refusals made nothing.
+        raise ContentFiltered(blocked, billed=bool(answered))
     usages = [call.usage for call in answered]
     return ImageResult(
         images=images, filtered_reasons=blocked, upstream_cost=cost_of(usages), usage=merged_usage(usages)

@@ -115,11 +115,12 @@ class TaskCursor:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             instant, task_id = raw.split("|", 1)
             created_at = datetime.fromisoformat(instant)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            if created_at.tzinfo is None or not task_id.startswith("task_"):
+                raise ValueError(text)
+            # (An offset at the ends of the calendar overflows on the way to UTC.)
+            return cls(created_at.astimezone(UTC), task_id)
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             raise InvalidValue("cursor is not one this API handed out.", param="cursor") from None
-        if created_at.tzinfo is None or not task_id.startswith("task_"):
-            raise InvalidValue("cursor is not one this API handed out.", param="cursor")
-        return cls(created_at.astimezone(UTC), task_id)
 
 
 async def list_tasks(
