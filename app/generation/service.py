@@ -18,14 +18,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing import holds
 from app.billing.amounts import charge, render
-from app.billing.attempt_rows import AttemptRecord
 from app.billing.budget_holds import BudgetRefused, announce_refusal
 from app.db import Database, new_id, utcnow
 from app.errors import (
@@ -39,6 +37,7 @@ from app.errors import (
 from app.files.models import StoredFile
 from app.files.service import FileStore
 from app.generation.cancellation import outlive_caller
+from app.generation.outcomes import outcome_of, status_of
 from app.generation.results import AllImagesFiltered, Billing, Generated, StorageFailed
 from app.generation.validate import check_capabilities, resolve_model
 from app.images import GeneratedImage, ImageRequest
@@ -247,7 +246,7 @@ class GenerationService:
             # Settling is one short transaction: even a shutting-down worker lets it finish.
             return await outlive_caller(settling, finish.requeue_on_cancel, stoppable=False)
         except GatewayError as error:
-            await asyncio.shield(self._release(admitted, _status_of(error), routed.attempts, started, error, finish))
+            await asyncio.shield(self._release(admitted, status_of(error), routed.attempts, started, error, finish))
             raise
         except asyncio.CancelledError:
             raise  # a shutting-down worker, after its settlement ended
@@ -286,7 +285,7 @@ class GenerationService:
         stored = await self._store(admitted, routed.result.images)
         channel = routed.channel
         credits = charge(terms.unit_credits, terms.model_multiplier, channel.multiplier, delivered)
-        outcome = _outcome(routed.attempts, started, routed, delivered=delivered, credits=credits)
+        outcome = outcome_of(routed.attempts, started, routed, delivered=delivered, credits=credits)
         generated: Generated | None = None
         async with self.db.transaction("high") as session:
             balance = await holds.capture(session, terms.request_id, outcome)
@@ -337,7 +336,7 @@ class GenerationService:
         error: GatewayError,
         finish: Finish,
     ) -> None:
-        outcome = _outcome(attempts, started, None, error_code=error.code)
+        outcome = outcome_of(attempts, started, None, error_code=error.code)
         note(channel=outcome.channel_name)  # the channel last called, for the access line
         async with self.db.transaction("high") as session:
             released = await holds.release(session, admitted.terms.request_id, status, outcome)
@@ -354,55 +353,3 @@ def with_model_options(request: ImageRequest, model: ModelSpec) -> ImageRequest:
     if request.options == model.options:
         return request
     return dataclasses.replace(request, options=dict(model.options))
-
-
-def _status_of(error: GatewayError) -> str:
-    return "filtered" if isinstance(error, AllImagesFiltered) else "failed"
-
-
-def _outcome(
-    attempts: list[Attempt],
-    started: float,
-    routed: Routed | None,
-    *,
-    delivered: int = 0,
-    credits: Decimal = Decimal(0),
-    error_code: str | None = None,
-) -> holds.Outcome:
-    channel = routed.channel if routed else None
-    calls = [a for a in attempts if a.called]
-    # A failed request names the channel it last called: that is where an operator looks first.
-    last = calls[-1] if calls and routed is None else None
-    return holds.Outcome(
-        attempts=len(attempts),
-        channels_tried=[a.as_record() for a in attempts],
-        latency_ms=int((time.monotonic() - started) * 1000),
-        upstream_model=routed.upstream_model if routed else (last.upstream_model if last else None),
-        channel_id=channel.id if channel else (last.channel_id if last else None),
-        channel_name=channel.name if channel else (last.channel if last else None),
-        provider=channel.provider if channel else (last.provider if last else None),
-        channel_multiplier=channel.multiplier if channel else None,
-        images_delivered=delivered,
-        credits=credits,
-        error_code=error_code,
-        attempt_records=tuple(_record_of(a) for a in calls),
-    )
-
-
-def _record_of(attempt: Attempt) -> AttemptRecord:
-    return AttemptRecord(
-        channel_id=attempt.channel_id,
-        channel_name=attempt.channel,
-        provider=attempt.provider,
-        upstream_model=attempt.upstream_model,
-        started_at=attempt.started_at,
-        latency_ms=attempt.latency_ms,
-        outcome=attempt.recorded_outcome,
-        possibly_billed=attempt.possibly_billed,
-        images=attempt.images,
-        http_status=attempt.status,
-        error_code=attempt.error_code,
-        error=attempt.error,
-        upstream_cost=attempt.upstream_cost,
-        usage=attempt.usage,
-    )
