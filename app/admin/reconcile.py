@@ -9,14 +9,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import ClientDisconnect
 
 from app.admin.types import Credits, Text
 from app.billing.reconcile import Reconciliation, parse_provider_csv, reconcile, unit_costs_of
 from app.catalog.models import Channel
-from app.errors import NotFound, RequestTooLarge
+from app.errors import NotFound
+from app.http.body import read_bounded
 from app.http.deps import AdminGateway
-from app.http.disconnect import ClientClosedRequest
 
 router = APIRouter(prefix="/admin", tags=["admin: billing"])
 
@@ -123,23 +122,8 @@ async def reconcile_route(
     request: Request,
     channel: Annotated[Text, Query(max_length=200, description="The channel's id or name.")],
 ) -> ReconciliationOut:
-    raw = await _read_body(request)
+    raw = await read_bounded(
+        request, MAX_FILE_BYTES, f"The file is larger than {MAX_FILE_BYTES} bytes; send a shorter period."
+    )
     async with gateway.db.sessions() as session:
         return await reconcile_channel(session, channel, raw)
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_FILE_BYTES:
-        raise RequestTooLarge(f"The file is larger than {MAX_FILE_BYTES} bytes; send a shorter period.")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_FILE_BYTES:
-                raise RequestTooLarge(f"The file is larger than {MAX_FILE_BYTES} bytes; send a shorter period.")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientClosedRequest("The client closed the connection while sending the file.") from None
-    return b"".join(chunks)

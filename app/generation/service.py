@@ -190,8 +190,11 @@ class GenerationService:
         except BudgetRefused as refused:
             # The refusal rolled its transaction back; the alert that the period is used up
             # (once per period) is written in one of its own.
-            async with self.db.transaction("normal") as session:
-                await announce_refusal(session, refused)
+            try:
+                async with self.db.transaction("normal") as session:
+                    await announce_refusal(session, refused)
+            except Exception:  # the caller's answer is the 402 either way; the alert is best effort
+                log.exception("could not queue the budget alert for a refused request")
             raise
         return Admitted(terms=terms, request=request, model=model, candidates=candidates)
 

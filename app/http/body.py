@@ -23,20 +23,7 @@ async def read_json(request: Request, max_bytes: int) -> tuple[bytes, dict[str, 
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {content_type or 'nothing'!r}.", param="content-type"
         )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise RequestTooLarge(f"The request body is larger than {max_bytes} bytes.")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientClosedRequest("The client closed the connection while sending the body.") from None
-    raw = b"".join(chunks)
+    raw = await read_bounded(request, max_bytes, f"The request body is larger than {max_bytes} bytes.")
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
@@ -79,3 +66,22 @@ def endpoint_of(request: Request) -> str:
     route = request.scope.get("route")
     template = getattr(route, "path", None)
     return template if isinstance(template, str) else request.url.path[:200]
+
+
+async def read_bounded(request: Request, max_bytes: int, too_large: str) -> bytes:
+    """The whole body, refused with 413 `too_large` as soon as it passes `max_bytes` (declared or
+    streamed), and a 499 when the client leaves while sending it."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise RequestTooLarge(too_large)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestTooLarge(too_large)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest("The client closed the connection while sending the body.") from None
+    return b"".join(chunks)

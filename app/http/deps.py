@@ -130,9 +130,10 @@ async def unit_of_work(
         watch(session, identity.name, AUDITED)
         event.listen(session.sync_session, "after_flush", _collect_created(created))
         yield session
-    # After the commit, so no request can cache the old state again.
-    gateway.invalidate_caches()
     if request.method not in ("GET", "HEAD"):
+        # After the commit, so no request can cache the old state again. Reads change nothing:
+        # dropping the caches on them would send every caller's next key lookup to the database.
+        gateway.invalidate_caches()
         _log_admin_change(request, response, created, identity)
 
 
